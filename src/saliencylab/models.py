@@ -1,0 +1,100 @@
+"""Registered image classifiers. Each builder adapts to the input shape and class count.
+
+Every model exposes `cam_layer`, the last convolutional layer, for Grad-CAM style methods.
+Models take normalised float input of shape [B, C, H, W].
+"""
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+Shape = tuple[int, int, int]
+
+
+def _flat_features(features: nn.Module, shape: Shape) -> int:
+    with torch.no_grad():
+        return features(torch.zeros(1, *shape)).flatten(1).shape[1]
+
+
+class LeNet(nn.Module):
+    """LeNet-5 as in DESIGN.md §1: 2 conv, 2 max-pool and 3 linear layers."""
+
+    def __init__(self, shape: Shape, classes: int):
+        super().__init__()
+        c, h, _ = shape
+        # The second conv is unpadded on 28x28 input (classic LeNet); small inputs such as
+        # the 8x8 digits would shrink to nothing, so it keeps their size instead.
+        pad2 = 0 if h // 2 >= 10 else 2
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=pad2), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(_flat_features(self.features, shape), 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, classes),
+        )
+        self.cam_layer = self.features[3]
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class SGTNet(nn.Module):
+    """The PyTorch MNIST example network used by SGT and SMOOT (DESIGN.md §2)."""
+
+    def __init__(self, shape: Shape, classes: int):
+        super().__init__()
+        c = shape[0]
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3), nn.ReLU(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.25), nn.Flatten(),
+            nn.Linear(_flat_features(self.features, shape), 128), nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, classes),
+        )
+        self.cam_layer = self.features[2]
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class TinyCNN(nn.Module):
+    """Lukkien's pruning model (DESIGN.md §3): conv4-pool-conv8-pool-fc, 200 features on MNIST."""
+
+    def __init__(self, shape: Shape, classes: int):
+        super().__init__()
+        c = shape[0]
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(4, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(_flat_features(self.features, shape), classes),
+        )
+        self.cam_layer = self.features[3]
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+MODELS: dict[str, Callable[[Shape, int], nn.Module]] = {
+    "lenet": LeNet,
+    "sgt_cnn": SGTNet,
+    "tiny_cnn": TinyCNN,
+}
+
+
+def build_model(name: str, shape: Shape, classes: int) -> nn.Module:
+    """Build a registered model for inputs of `shape` (C, H, W) and `classes` outputs."""
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](tuple(shape), classes)
