@@ -72,10 +72,11 @@ class TinyCNN(nn.Module):
 
     def __init__(self, shape: Shape, classes: int):
         super().__init__()
-        c = shape[0]
+        c, h, _ = shape
+        pad = 0 if h >= 16 else 1  # small inputs (8x8 digits) keep their size through the convs
         self.features = nn.Sequential(
-            nn.Conv2d(c, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(4, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 4, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(4, 8, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(_flat_features(self.features, shape), classes),
