@@ -1,0 +1,93 @@
+"""Command line: `saliencylab <protocol> --preset NAME --set key=value ...`.
+
+Bad input ends in one line on stderr (exit 2) naming the problem and the fix; Ctrl-C keeps
+every finished job, and the same command resumes the run.
+"""
+
+import argparse
+import os
+import sys
+
+from . import config as cfg
+from .errors import UserError
+from .protocols import roar
+
+PROTOCOLS = {
+    # name: (default config, runner, default preset, description)
+    "roar": (roar.RoarConfig(), roar.run, "roar-quick",
+             "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test."),
+}
+
+
+def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
+    presets = ", ".join(cfg.preset_names(protocol))
+    parser.add_argument("--preset", default=default_preset,
+                        help=f"protocol preset to start from (default {default_preset}; one of: {presets})")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=2 --set seeds=0,1 "
+                             "(repeatable; `--show-config` lists every key)")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the data set files (else $SALIENCYLAB_DATA, "
+                             "~/.cache/saliencylab, or a download)")
+    parser.add_argument("--out", default="runs",
+                        help="where run directories go (default ./runs); a run is named "
+                             "PRESET-HASH and a re-run of the same config resumes it")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="parallel worker processes for independent jobs (default: one per core)")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print the resolved config (every settable key) and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saliencylab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+    for name, (_, _, preset, description) in PROTOCOLS.items():
+        p = sub.add_parser(name, help=description, description=description)
+        _common_options(p, name, preset)
+        if name == "roar":
+            p.add_argument("--kar", action="store_true",
+                           help="keep and retrain: remove the least important pixels instead")
+    return parser
+
+
+def resolve_config(args):
+    default, _, _, _ = PROTOCOLS[args.protocol]
+    config = cfg.load_preset(args.protocol, args.preset, default)
+    if getattr(args, "kar", False):
+        config = cfg.override(config, "kar", True)
+    config = cfg.apply_sets(config, args.sets)
+    config.validate()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+        if args.show_config:
+            for key, value in sorted(cfg.field_paths(config).items()):
+                print(f"{key} = {_get(config, key)!r}")
+            return 0
+        if args.workers < 1:
+            raise UserError("--workers must be at least 1")
+        _, runner, _, _ = PROTOCOLS[args.protocol]
+        run_dir = runner(config, args.out, args.preset, data_dir=args.data_dir, workers=args.workers)
+    except UserError as e:
+        print(f"saliencylab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nsaliencylab: interrupted; finished jobs are saved, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _get(config, dotted: str):
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Metrics shared by the protocols."""
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def per_class_precision(pred: Tensor, y: Tensor, classes: int) -> tuple[float, ...]:
+    """Precision TP_c / (predicted as c) per class; 0 for a class that is never predicted."""
+    predicted = torch.bincount(pred, minlength=classes).float()
+    correct = torch.bincount(pred[pred == y], minlength=classes).float()
+    return tuple((correct / predicted.clamp(min=1)).tolist())
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def drop_curve_auc(fractions, accuracies_percent) -> float:
+    """Area under the accuracy-drop curve by the trapezoid rule: accuracy in %, x in [0, 1]
+    (SMOOT paper, evaluation section; lower means more faithful saliency)."""
+    xs, ys = list(map(float, fractions)), list(map(float, accuracies_percent))
+    return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
+
+
+def soft_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Soft IoU per image, Σ min(A, B) / Σ max(A, B) over pixels (DESIGN.md §3); 0 where both are 0."""
+    a, b = a.flatten(1), b.flatten(1)
+    union = torch.maximum(a, b).sum(1)
+    return torch.minimum(a, b).sum(1) / union.clamp(min=torch.finfo(a.dtype).tiny)

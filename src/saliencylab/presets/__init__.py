@@ -1,0 +1,1 @@
+"""Preset files: one TOML file per paper protocol, plus quick variants."""

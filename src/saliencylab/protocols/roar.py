@@ -1,0 +1,193 @@
+"""ROAR, remove and retrain (Hooker et al. 2019), and its mirror KAR (DESIGN.md §1).
+
+1. Train a base model on clean data; attribute every train and test image to the base
+   model's predicted class (or the true label) and rank the pixels by |attribution|.
+2. Replace the top-t% pixels of every image by the data set's mean pixel value.
+3. Train a fresh model on the modified train set, test it on the modified test set, per seed.
+The `random` method is the baseline: a seeded random ranking per image, fixed for the run.
+"""
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .. import attribution, data, models
+from ..config import TrainConfig, check
+from ..executor import Job, run_jobs
+from ..masking import fill_mean, rank_pixels, removal_mask
+from ..metrics import mean_std
+from ..report import errorbar_plot, fmt_mean_std, markdown_table, write_csv
+from ..store import RunStore, atomic_write_text
+from ..training import evaluate, predict, train
+
+REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
+
+
+@dataclass(frozen=True)
+class RoarConfig:
+    dataset: str = "mnist"
+    model: str = "lenet"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: tuple[str, ...] = ("integrated_gradients", "random")
+    thresholds: tuple[float, ...] = (0.0, 10.0, 30.0, 50.0, 70.0, 90.0)  # percent removed
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    base_seed: int = 1000  # seed of the base model that the attributions explain
+    kar: bool = False  # keep and retrain: remove the least important pixels instead
+    target: str = "predicted"  # predicted | label: the class the attribution explains
+    ig_steps: int = 50
+    attribution_batch: int = 256
+    n_train: int | None = None  # use only the first n images (quick runs); None = all
+    n_test: int | None = None
+
+    def validate(self) -> None:
+        check(self.dataset in data.DATASETS, f"unknown dataset {self.dataset!r}: choose one of "
+              f"{', '.join(data.DATASETS)}")
+        check(self.model in models.MODELS, f"unknown model {self.model!r}: choose one of "
+              f"{', '.join(models.MODELS)}")
+        for method in self.methods:
+            check(method in attribution.METHODS, f"unknown attribution method {method!r}: "
+                  f"choose from {', '.join(attribution.METHODS)}")
+        check(len(self.methods) > 0, "methods must name at least one attribution method")
+        check(all(0 <= t <= 100 for t in self.thresholds),
+              f"thresholds must lie in [0, 100] (percent removed), got {self.thresholds}")
+        check(len(self.seeds) > 0, "seeds must list at least one seed")
+        check(self.target in ("predicted", "label"), "target must be predicted or label")
+        check(self.ig_steps >= 1 and self.attribution_batch >= 1,
+              "ig_steps and attribution_batch must be >= 1")
+        self.train.validate()
+
+
+def job_key(method: str, threshold: float, seed: int) -> str:
+    return f"{method}-t{threshold:g}-s{seed}"
+
+
+@lru_cache(maxsize=2)
+def load_data(config: RoarConfig, data_dir: str | None) -> "data.Dataset":
+    return data.load_dataset(config.dataset, data_dir).subset(config.n_train, config.n_test)
+
+
+@lru_cache(maxsize=4)
+def load_ranking(run_dir: str, method: str) -> dict:
+    return torch.load(Path(run_dir) / "artifacts" / f"ranking-{method}.pt", weights_only=True)
+
+
+def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config: RoarConfig,
+                  spec) -> torch.Tensor:
+    mask = removal_mask(order, threshold, spec.shape[1:], keep=config.kar)
+    return fill_mean(x, mask, spec.mean_pixel())
+
+
+def roar_job(config: RoarConfig, run_dir: str, data_dir: str | None, method: str,
+             threshold: float, seed: int, progress: bool = True) -> dict:
+    """Train a fresh model on the modified train set and test it on the modified test set."""
+    ds = load_data(config, data_dir)
+    x_train, x_test = ds.x_train, ds.x_test
+    if method != REFERENCE:
+        ranking = load_ranking(run_dir, method)
+        x_train = remove_pixels(x_train, ranking["train"], threshold, config, ds.spec)
+        x_test = remove_pixels(x_test, ranking["test"], threshold, config, ds.spec)
+    torch.manual_seed(seed)
+    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    train(model, x_train, ds.y_train, ds.spec, config.train, seed, progress=progress,
+          desc=job_key(method, threshold, seed))
+    result = evaluate(model, x_test, ds.y_test, ds.spec)
+    return {"method": method, "threshold": threshold, "seed": seed, **result.as_record()}
+
+
+def base_model(config: RoarConfig, ds, store: RunStore) -> tuple[torch.nn.Module, float]:
+    """The model the attributions explain: trained once per run, then loaded from the run."""
+    torch.manual_seed(config.base_seed)
+    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    cached = store.load_tensor("base_model.pt")
+    if cached is None:
+        train(model, ds.x_train, ds.y_train, ds.spec, config.train, config.base_seed,
+              desc="base model")
+        accuracy = evaluate(model, ds.x_test, ds.y_test, ds.spec).accuracy
+        store.save_tensor("base_model.pt", {"state": model.state_dict(), "accuracy": accuracy})
+    else:
+        model.load_state_dict(cached["state"])
+        accuracy = cached["accuracy"]
+    return model.eval(), accuracy
+
+
+def compute_rankings(config: RoarConfig, ds, model, store: RunStore) -> None:
+    """Attribute every train and test image once per method and cache the pixel rankings."""
+    for method in config.methods:
+        name = f"ranking-{method}.pt"
+        if store.artifact(name).exists():
+            continue
+        explainer = attribution.make_method(method, baseline=ds.spec.black(), seed=config.base_seed,
+                                            ig_steps=config.ig_steps)
+        ranking = {}
+        for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+            target = y if config.target == "label" else predict(model, x, ds.spec).argmax(1)
+            a = attribution.attribute_dataset(explainer, model, x, target, ds.spec,
+                                              batch_size=config.attribution_batch,
+                                              desc=f"{method} ({split})")
+            ranking[split] = rank_pixels(a)
+        store.save_tensor(name, ranking)
+
+
+def plan_jobs(config: RoarConfig, store: RunStore, data_dir: str | None) -> list[Job]:
+    keys = [(REFERENCE, 0.0, s) for s in config.seeds if 0 in config.thresholds]
+    keys += [(m, t, s) for m in config.methods for t in config.thresholds if t > 0
+             for s in config.seeds]
+    return [Job(job_key(m, t, s), roar_job, (config, str(store.dir), data_dir, m, t, s))
+            for m, t, s in keys]
+
+
+def run(config: RoarConfig, out: str, name: str, data_dir: str | None = None,
+        workers: int = 1) -> Path:
+    """Run (or resume) the protocol and write its report; returns the run directory."""
+    config.validate()
+    started = time.time()
+    ds = load_data(config, data_dir)
+    store = RunStore(out, name, config)
+    model, base_accuracy = base_model(config, ds, store)
+    compute_rankings(config, ds, model, store)
+    run_jobs(store, plan_jobs(config, store, data_dir), workers=workers, desc=name)
+    write_report(config, store, base_accuracy, time.time() - started)
+    return store.dir
+
+
+# report --------------------------------------------------------------------------------------
+def write_report(config: RoarConfig, store: RunStore, base_accuracy: float, seconds: float) -> None:
+    records = sorted(store.records(), key=lambda r: (r["method"] != REFERENCE, r["method"],
+                                                      r["threshold"], r["seed"]))
+    classes = sum(k.startswith("precision_") for k in records[0])
+    write_csv(store.dir / "results.csv", records,
+              ["method", "threshold", "seed", "accuracy"] + [f"precision_{c}" for c in range(classes)])
+
+    def runs(method: str, threshold: float) -> list[dict]:
+        method = REFERENCE if threshold == 0 else method
+        return [r for r in records if r["method"] == method and r["threshold"] == threshold]
+
+    thresholds = [t for t in config.thresholds if runs(config.methods[0], t)]
+    mode = "KAR (keep and retrain)" if config.kar else "ROAR (remove and retrain)"
+    accuracy_rows = [[m] + [fmt_mean_std([r["accuracy"] for r in runs(m, t)], 100)
+                            for t in thresholds] for m in config.methods]
+    text = [f"# {mode}: {config.dataset}, {config.model}\n",
+            f"Base model (seed {config.base_seed}) test accuracy: {100 * base_accuracy:.2f}%. "
+            f"{len(records)} jobs over seeds {', '.join(map(str, config.seeds))}; "
+            f"{config.train.epochs} epochs each; this invocation took {seconds / 60:.1f} min.\n",
+            f"Attributions explain the base model's {config.target} class; removed pixels get the "
+            f"data set's mean pixel value. The 0% column is the clean-data reference shared by all "
+            f"methods.\n",
+            "## Test accuracy (%), mean ± std over seeds\n",
+            markdown_table(["method"] + [f"{t:g}%" for t in thresholds], accuracy_rows),
+            "![accuracy vs threshold](accuracy.png)\n"]
+    series = {}
+    for method in config.methods:
+        stats = [mean_std([100 * r["accuracy"] for r in runs(method, t)]) for t in thresholds]
+        series[method] = (thresholds, [m for m, _ in stats], [s for _, s in stats])
+        rows = [[f"{t:g}%"] + [fmt_mean_std([r[f"precision_{c}"] for r in runs(method, t)], 100)
+                               for c in range(classes)] for t in thresholds]
+        text += [f"## Per-class precision (%): {method}\n",
+                 markdown_table(["removed"] + [f"class {c}" for c in range(classes)], rows)]
+    errorbar_plot(store.dir / "accuracy.png", series, "% of pixels removed" + (
+        " (least important)" if config.kar else " (most important)"), "test accuracy (%)",
+        f"{'KAR' if config.kar else 'ROAR'}: {config.dataset}, {config.model}")
+    atomic_write_text(store.dir / "report.md", "\n".join(text))
