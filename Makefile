@@ -1,0 +1,25 @@
+# Two entry points, both of which set everything up first on a fresh machine:
+#   make demo   a quick ROAR run on scikit-learn digits (offline), printing its results table
+#   make test   the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: setup demo test bench
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/saliencylab roar --preset roar-quick
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_attribution.py
