@@ -360,7 +360,7 @@ def test_gradcam_layer_override():
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([0, 1])
     default = make_method("gradcam").attribute(model, x, t)
-    same = make_method("gradcam", cam_layer="features.3").attribute(model, x, t)
+    same = make_method("gradcam", cam_layer="features.4").attribute(model, x, t)
     other = make_method("gradcam", cam_layer="features.0").attribute(model, x, t)
     assert torch.equal(default, same)
     assert other.shape == default.shape and not torch.equal(default, other)

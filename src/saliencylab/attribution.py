@@ -422,3 +422,18 @@ def make_method(
     if name == "random":
         return RandomMethod(seed=seed)
     raise UserError(f"unknown attribution method {name!r}: choose one of {', '.join(METHODS)}")
+
+
+def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, target: Tensor,
+                      spec, batch_size: int = 256, progress: bool = True,
+                      desc: str = "attribution") -> Tensor:
+    """Attribute every uint8 image of `x` in batches, with a progress bar -> float32 [N,1,H,W]."""
+    from tqdm.auto import tqdm
+
+    from .training import prepare_batch
+
+    maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),
+                             target[i:i + batch_size])
+            for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch",
+                          disable=not progress, leave=False, dynamic_ncols=True)]
+    return torch.cat(maps)

@@ -1,6 +1,7 @@
 """Registered image classifiers. Each builder adapts to the input shape and class count.
 
-Every model exposes `cam_layer`, the last convolutional layer, for Grad-CAM style methods.
+Every model exposes `cam_layer` for Grad-CAM style methods: the rectified output of the last
+convolutional layer (its ReLU module), i.e. the feature maps A^k of Selvaraju et al. 2017.
 Models take normalised float input of shape [B, C, H, W].
 """
 
@@ -38,7 +39,7 @@ class LeNet(nn.Module):
             nn.Linear(120, 84), nn.ReLU(),
             nn.Linear(84, classes),
         )
-        self.cam_layer = self.features[3]
+        self.cam_layer = self.features[4]
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -61,7 +62,7 @@ class SGTNet(nn.Module):
             nn.Dropout(0.5),
             nn.Linear(128, classes),
         )
-        self.cam_layer = self.features[2]
+        self.cam_layer = self.features[3]
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -81,7 +82,7 @@ class TinyCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(_flat_features(self.features, shape), classes),
         )
-        self.cam_layer = self.features[3]
+        self.cam_layer = self.features[4]
 
     def forward(self, x):
         return self.classifier(self.features(x))

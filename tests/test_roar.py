@@ -1,0 +1,128 @@
+"""End-to-end ROAR on scikit-learn digits (ships with scikit-learn): tiny and fast."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from saliencylab import config as cfg
+from saliencylab.protocols import roar
+
+TINY = ["n_train=240", "n_test=120", "train.epochs=1", "train.lr=0.05", "seeds=0,1",
+        "thresholds=0,50", "methods=random,gradient"]
+
+
+def tiny_config(*extra):
+    return cfg.apply_sets(cfg.load_preset("roar", "roar-quick", roar.RoarConfig()), TINY + list(extra))
+
+
+def read_results(run_dir: Path) -> list[dict]:
+    with open(run_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_roar_run_writes_results_report_and_plot(tmp_path):
+    run_dir = roar.run(tiny_config(), str(tmp_path), "tiny")
+    rows = read_results(run_dir)
+    assert [(r["method"], float(r["threshold"]), int(r["seed"])) for r in rows] == [
+        ("reference", 0, 0), ("reference", 0, 1),
+        ("gradient", 50, 0), ("gradient", 50, 1), ("random", 50, 0), ("random", 50, 1)]
+    assert list(rows[0]) == ["method", "threshold", "seed", "accuracy"] + [
+        f"precision_{c}" for c in range(10)]
+    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows)
+    report = (run_dir / "report.md").read_text()
+    assert "Per-class precision (%): gradient" in report and "Per-class precision (%): random" in report
+    assert (run_dir / "accuracy.png").stat().st_size > 1000
+    assert sorted(p.name for p in (run_dir / "artifacts").iterdir()) == [
+        "base_model.pt", "ranking-gradient.pt", "ranking-random.pt"]
+
+
+def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path):
+    config = tiny_config()
+    run_dir = roar.run(config, str(tmp_path), "tiny")
+    ds = roar.load_data(config, None)
+    ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
+    assert ranking["train"].shape == (240, 64) and ranking["test"].shape == (120, 64)
+    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
+    removed = (x != ds.x_test).flatten(1)
+    top = ranking["test"][:, :32].long()
+    # every changed pixel is among the top 50% and now holds the mean pixel value
+    assert torch.all(removed.gather(1, top) | (ds.x_test.flatten(1).gather(1, top) ==
+                                              ds.spec.mean_pixel().item()))
+    assert removed.sum(1).le(32).all()
+    assert torch.all(x.flatten(1).gather(1, top) == ds.spec.mean_pixel().item())
+
+
+def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
+    config = tiny_config()
+    calls = []
+    real_job = roar.roar_job
+
+    def interrupted_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[3:6])
+        return real_job(*args, **kwargs)
+
+    monkeypatch.setattr(roar, "roar_job", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        roar.run(config, str(tmp_path / "a"), "tiny")
+    run_dir = next((tmp_path / "a").iterdir())
+    assert len(list((run_dir / "jobs").glob("*.json"))) == 2
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.csv").exists()
+
+    calls.clear()
+    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: calls.append(a[3:6]) or real_job(*a, **k))
+    roar.run(config, str(tmp_path / "a"), "tiny")
+    assert len(calls) == 4  # only the unfinished jobs ran
+    fresh = roar.run(config, str(tmp_path / "b"), "tiny")
+    assert read_results(run_dir) == read_results(fresh)
+
+
+def test_kill_9_loses_no_finished_job(tmp_path):
+    out = tmp_path / "runs"
+    command = [sys.executable, "-m", "saliencylab.cli", "roar", "--preset", "roar-quick",
+               "--out", str(out), "--workers", "1"] + [a for s in TINY for a in ("--set", s)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("*/jobs/*.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {p.name: p.read_text() for p in out.glob("*/jobs/*.json")}
+    assert finished, "no job finished before the kill"
+    for text in finished.values():
+        json.loads(text)  # whole files only
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming: {len(finished)} of 6 jobs already finished" in result.stdout
+    run_dir = next(out.iterdir())
+    for name, text in finished.items():
+        assert (run_dir / "jobs" / name).read_text() == text
+    assert len(read_results(run_dir)) == 6
+
+
+def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
+    config = tiny_config("seeds=0", "methods=random")
+    serial = roar.run(config, str(tmp_path / "serial"), "tiny", workers=1)
+    parallel = roar.run(config, str(tmp_path / "parallel"), "tiny", workers=2)
+    assert read_results(serial) == read_results(parallel)
+
+
+def test_kar_removes_the_least_important_pixels(tmp_path):
+    config = tiny_config("kar=true", "seeds=0", "methods=gradient")
+    run_dir = roar.run(config, str(tmp_path), "tiny")
+    assert "KAR (keep and retrain)" in (run_dir / "report.md").read_text()
+    ds = roar.load_data(config, None)
+    ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
+    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
+    most_important = ranking["test"][:, :32].long()
+    assert torch.equal(x.flatten(1).gather(1, most_important),
+                       ds.x_test.flatten(1).gather(1, most_important))
