@@ -7,15 +7,38 @@ every finished job, and the same command resumes the run.
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 from . import config as cfg
 from .errors import UserError
 from .protocols import roar
 
-PROTOCOLS = {
-    # name: (default config, runner, default preset, description)
-    "roar": (roar.RoarConfig(), roar.run, "roar-quick",
-             "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test."),
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A command-line flag that sets one config key: `--kar` sets kar=true, `--method X` sets method=X."""
+
+    flag: str
+    key: str
+    help: str
+    boolean: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    default: object  # the protocol's default config
+    run: Callable  # run(config, out, name, data_dir=..., workers=...) -> run directory
+    preset: str  # default preset
+    description: str
+    shortcuts: tuple[Shortcut, ...] = ()
+
+
+COMMANDS = {
+    "roar": Command(roar.RoarConfig(), roar.run, "roar-quick",
+                    "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test.",
+                    (Shortcut("--kar", "kar", "keep and retrain: remove the least important pixels "
+                              "instead of the most important", boolean=True),)),
 }
 
 
@@ -41,20 +64,24 @@ def _common_options(parser: argparse.ArgumentParser, protocol: str, default_pres
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliencylab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
-    for name, (_, _, preset, description) in PROTOCOLS.items():
-        p = sub.add_parser(name, help=description, description=description)
-        _common_options(p, name, preset)
-        if name == "roar":
-            p.add_argument("--kar", action="store_true",
-                           help="keep and retrain: remove the least important pixels instead")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.description, description=command.description)
+        _common_options(p, name, command.preset)
+        for shortcut in command.shortcuts:
+            if shortcut.boolean:
+                p.add_argument(shortcut.flag, action="store_true", help=shortcut.help)
+            else:
+                p.add_argument(shortcut.flag, help=shortcut.help)
     return parser
 
 
 def resolve_config(args):
-    default, _, _, _ = PROTOCOLS[args.protocol]
-    config = cfg.load_preset(args.protocol, args.preset, default)
-    if getattr(args, "kar", False):
-        config = cfg.override(config, "kar", True)
+    command = COMMANDS[args.protocol]
+    config = cfg.load_preset(args.protocol, args.preset, command.default)
+    for shortcut in command.shortcuts:
+        value = getattr(args, shortcut.flag.lstrip("-").replace("-", "_"))
+        if value not in (None, False):
+            config = cfg.override(config, shortcut.key, value)
     config = cfg.apply_sets(config, args.sets)
     config.validate()
     return config
@@ -70,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.workers < 1:
             raise UserError("--workers must be at least 1")
-        _, runner, _, _ = PROTOCOLS[args.protocol]
-        run_dir = runner(config, args.out, args.preset, data_dir=args.data_dir, workers=args.workers)
+        run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset, data_dir=args.data_dir, workers=args.workers)
     except UserError as e:
         print(f"saliencylab: error: {e}", file=sys.stderr)
         return 2
@@ -79,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsaliencylab: interrupted; finished jobs are saved, run the same command to resume",
               file=sys.stderr)
         return 130
+    print((run_dir / "report.md").read_text())
     print(f"report: {run_dir / 'report.md'}")
     return 0
 
