@@ -13,6 +13,7 @@ from typing import Callable
 from . import config as cfg
 from .errors import UserError
 from .protocols import roar
+from .protocols import saliency_training
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,12 @@ COMMANDS = {
                     "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test.",
                     (Shortcut("--kar", "kar", "keep and retrain: remove the least important pixels "
                               "instead of the most important", boolean=True),)),
+    "sgt": Command(saliency_training.SaliencyTrainingConfig(), saliency_training.run, "smoot-quick",
+                   "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC."),
 }
+
+# Commands with their own arguments (a Tool: description, add_arguments(parser), handle(args)).
+TOOLS = {"train": saliency_training.TRAIN_TOOL, "sgt-analysis": saliency_training.ANALYSIS_TOOL}
 
 
 def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
@@ -72,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(shortcut.flag, action="store_true", help=shortcut.help)
             else:
                 p.add_argument(shortcut.flag, help=shortcut.help)
+    for name, tool in TOOLS.items():
+        tool.add_arguments(sub.add_parser(name, help=tool.description, description=tool.description))
     return parser
 
 
@@ -90,6 +98,8 @@ def resolve_config(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.protocol in TOOLS:
+            return TOOLS[args.protocol].handle(args)
         config = resolve_config(args)
         if args.show_config:
             for key, value in sorted(cfg.field_paths(config).items()):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .vit import deit_tiny  # timm deit_tiny_patch16_224 layout, without timm (see vit.py)
 
 Shape = tuple[int, int, int]
 
@@ -92,6 +93,7 @@ MODELS: dict[str, Callable[[Shape, int], nn.Module]] = {
     "lenet": LeNet,
     "sgt_cnn": SGTNet,
     "tiny_cnn": TinyCNN,
+    "deit_tiny": deit_tiny,
 }
 
 
