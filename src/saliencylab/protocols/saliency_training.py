@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from .. import attribution, data, models
-from ..config import TrainConfig, apply_sets, check, config_hash, load_preset, preset_names, to_dict
+from ..config import TrainConfig, apply_sets, check, load_preset, preset_names, to_dict
 from ..errors import UserError
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, fill_uniform_in_range, rank_pixels, removal_mask
@@ -364,9 +364,9 @@ def saliency_grid(config: SaliencyTrainingConfig, store: RunStore, ds) -> None:
              if store.artifact(model_artifact(o, config.seeds[0])).exists()]
     fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.8 * (len(names) + 1), 1.8 * n),
                              squeeze=False)
-    image = x.float().permute(0, 2, 3, 1) / 255
+    image = (x.float().permute(0, 2, 3, 1) / 255).numpy()
     for i in range(n):
-        axes[i, 0].imshow(image[i].squeeze(-1) if image.shape[-1] == 1 else image[i],
+        axes[i, 0].imshow(image[i][..., 0] if image.shape[-1] == 1 else image[i],
                           cmap="gray" if image.shape[-1] == 1 else None)
         axes[i, 0].set_ylabel(ds.spec.classes[int(y[i])], fontsize=8)
     axes[0, 0].set_title("input", fontsize=9)
@@ -501,7 +501,7 @@ def _analysis(args) -> int:
     check(len(percents) >= 3 and all(0 <= p <= 100 for p in percents),
           "--percents needs at least three values in [0, 100]")
     state = torch.load(path, weights_only=True)
-    config = apply_sets(SaliencyTrainingConfig(), [])
+    config = SaliencyTrainingConfig()
     for key, value in _flatten(state["config"]).items():
         config = _set(config, key, value)
     ds = data.load_dataset(config.dataset, args.data_dir).subset(None, args.n_test)
@@ -559,4 +559,4 @@ ANALYSIS_TOOL = Tool("The SMOOT paper's motivating analysis: per-image confidenc
                      _add_analysis_arguments, _analysis)
 
 __all__ = ["SaliencyTrainingConfig", "EvalConfig", "run", "write_report", "TRAIN_TOOL",
-           "ANALYSIS_TOOL", "config_hash"]
+           "ANALYSIS_TOOL"]

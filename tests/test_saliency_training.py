@@ -1,0 +1,178 @@
+"""The sgt protocol end to end on tiny data: report, resume with K, CLI, deit_tiny on CIFAR files."""
+
+import csv
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saliencylab import cli
+from saliencylab import config as cfg
+from saliencylab.attribution import make_method
+from saliencylab.protocols import saliency_training as st
+from saliencylab.vit import DeiT, VitConfig, load_pretrained
+
+torch.set_num_threads(1)
+TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
+        "eval.percents=0,50,100"]
+
+
+def tiny_config(*extra):
+    return cfg.apply_sets(cfg.load_preset("sgt", "smoot-quick", st.SaliencyTrainingConfig()),
+                          TINY + list(extra))
+
+
+def read_results(run_dir: Path) -> list[dict]:
+    with open(run_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sgt_run_writes_table_curves_maps_and_k_plots(tmp_path):
+    run_dir = st.run(tiny_config(), str(tmp_path), "tiny")
+    rows = read_results(run_dir)
+    assert [(r["objective"], r["seed"]) for r in rows] == [
+        ("traditional", "0"), ("sgt", "0"), ("smoot", "0")]
+    assert list(rows[0]) == ["objective", "seed", "epochs", "accuracy", "auc", "k_min",
+                             "k_median", "k_max", "n_test", "train_seconds",
+                             "drop_0", "drop_50", "drop_100"]
+    smoot = rows[2]
+    assert 20 <= float(smoot["k_min"]) <= float(smoot["k_median"]) <= float(smoot["k_max"]) <= 80
+    assert rows[1]["k_median"] == "50.0" and rows[0]["k_median"] == "nan"
+    for r in rows:  # AUC by the trapezoid rule over x = 0, 0.5, 1
+        drops = [float(r[f"drop_{p}"]) for p in (0, 50, 100)]
+        assert float(r["auc"]) == pytest.approx(0.25 * (drops[0] + 2 * drops[1] + drops[2]))
+        assert float(r["accuracy"]) * 100 == pytest.approx(drops[0])
+    report = (run_dir / "report.md").read_text()
+    assert "| model | # test | Min(K) | Median(K) | Max(K) | accuracy (%) | AUC |" in report
+    assert "**Budget actually run:** 1 epoch(s) per model" in report
+    for png in ("accuracy_drop.png", "saliency_maps.png", "smoot_k.png"):
+        assert (run_dir / png).stat().st_size > 1000
+    saved = torch.load(run_dir / "artifacts" / "model-smoot-s0.pt")
+    assert saved["objective"]["K"].shape == (160,)
+
+
+def test_smoot_k_survives_a_save_and_resume(tmp_path):
+    config = tiny_config("train.epochs=2")
+    ds = st.load_data(config, None)
+    whole, obj_whole, hist_whole = st.train_model(config, ds, "smoot", 0, tmp_path / "a.pt",
+                                                  progress=False)
+    # stop after one epoch, then resume from the checkpoint
+    first = cfg.apply_sets(config, ["train.epochs=1"])
+    _, obj_first, _ = st.train_model(first, ds, "smoot", 0, tmp_path / "b.pt", progress=False)
+    k_after_one = obj_first.K.clone()
+    assert (k_after_one != 50).any()
+    resumed_model, obj_resumed, hist = st.train_model(config, ds, "smoot", 0, tmp_path / "b.pt",
+                                                      progress=False)
+    assert hist["epoch"] == 2 and len(hist["k_median"]) == 2
+    assert hist["k_median"] == hist_whole["k_median"]
+    assert torch.equal(obj_resumed.K, obj_whole.K)
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed_model.state_dict()[key], value)
+    # a finished checkpoint is loaded, not retrained
+    _, obj_again, _ = st.train_model(config, ds, "smoot", 0, tmp_path / "b.pt", progress=False)
+    assert torch.equal(obj_again.K, obj_whole.K)
+
+
+def test_bf16_training_runs_and_learns(tmp_path):
+    config = tiny_config("train.precision=bf16", "objectives=sgt", "train.epochs=3")
+    rows = read_results(st.run(config, str(tmp_path), "bf16"))
+    assert float(rows[0]["accuracy"]) > 0.3
+
+
+def test_cli_unknown_objective_is_one_line_exit_2(capsys):
+    assert cli.main(["train", "--objective", "sgd", "--dataset", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown objective 'sgd'" in err and "traditional, sgt, smoot" in err
+    assert cli.main(["sgt", "--set", "objectives=traditional,bogus"]) == 2
+    assert "unknown objective 'bogus'" in capsys.readouterr().err
+    assert cli.main(["sgt-analysis", "--model-file", "/nonexistent/model.pt"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_train_then_sgt_analysis(tmp_path, capsys):
+    args = ["train", "--objective", "sgt", "--dataset", "digits", "--epochs", "1", "--out",
+            str(tmp_path)] + [a for s in ("n_train=120", "n_test=40", "eval.grid_images=1",
+                                          "eval.percents=0,100") for a in ("--set", s)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    model_file = Path(out.strip().splitlines()[-1].split(": ", 1)[1])
+    assert model_file.name == "model-sgt-s0.pt" and model_file.exists()
+    assert cli.main(["sgt-analysis", "--model-file", str(model_file), "--n-test", "40",
+                     "--percents", "0,30,60,90", "--out", str(tmp_path / "an")]) == 0
+    out = capsys.readouterr().out
+    assert "40 test images" in out and "first rises and then falls" in out
+    rows = list(csv.DictReader(open(tmp_path / "an" / "curves.csv")))
+    assert len(rows) == 40 and list(rows[0])[-4:] == ["conf_0", "conf_30", "conf_60", "conf_90"]
+
+
+def test_rises_then_falls():
+    curves = torch.tensor([[0.5, 0.7, 0.6], [0.5, 0.4, 0.3], [0.5, 0.6, 0.7], [0.5, 0.51, 0.5]])
+    assert st.rises_then_falls(curves).tolist() == [True, False, False, True]
+    assert st.rises_then_falls(curves, tolerance=0.05).tolist() == [True, False, False, False]
+
+
+# deit_tiny -----------------------------------------------------------------------------------
+TIMM_BLOCK_KEYS = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                   "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
+                   "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"]
+SMALL_VIT = VitConfig(img_size=16, patch_size=8, dim=16, depth=2, heads=2)
+
+
+def test_deit_state_dict_uses_timm_names_and_shapes():
+    keys = set(DeiT((3, 32, 32), 10).state_dict())  # full deit_tiny_patch16_224 shape
+    expected = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                "norm.weight", "norm.bias", "head.weight", "head.bias"}
+    expected |= {f"blocks.{i}.{k}" for i in range(12) for k in TIMM_BLOCK_KEYS}
+    assert keys == expected
+    sd = DeiT((3, 32, 32), 1000).state_dict()
+    assert sd["pos_embed"].shape == (1, 197, 192) and sd["blocks.0.attn.qkv.weight"].shape == (576, 192)
+    assert sd["blocks.11.mlp.fc1.weight"].shape == (768, 192)
+    assert sum(v.numel() for v in sd.values()) == 5_717_416  # timm's deit_tiny parameter count
+
+
+def test_pretrained_file_loads_and_the_head_is_replaced(tmp_path):
+    source = DeiT((3, 32, 32), 1000, SMALL_VIT)  # "ImageNet" head
+    torch.save({"model": source.state_dict()}, tmp_path / "w.pth")  # DeiT authors' layout
+    model = DeiT((3, 32, 32), 10, SMALL_VIT)
+    assert load_pretrained(model, tmp_path / "w.pth") == ["head.weight", "head.bias"]
+    assert torch.equal(model.state_dict()["blocks.1.attn.qkv.weight"],
+                       source.state_dict()["blocks.1.attn.qkv.weight"])
+    x = torch.randn(2, 3, 32, 32)  # resized to 16 inside
+    assert model(x).shape == (2, 10)
+    cam = make_method("gradcam").attribute(model, x, torch.tensor([1, 2]))
+    assert cam.shape == (2, 1, 32, 32) and (cam >= 0).all()
+
+
+def write_cifar10(root: Path, n_per_batch=8, n_test=12):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_deit_tiny_protocol_on_small_cifar_files(tmp_path):
+    write_cifar10(tmp_path / "data")
+    torch.save(DeiT((3, 32, 32), 1000, SMALL_VIT).state_dict(), tmp_path / "w.pth")
+    vit = [f"vit.{k}={v}" for k, v in (("img_size", 16), ("patch_size", 8), ("dim", 16),
+                                       ("depth", 2), ("heads", 2))]
+    config = cfg.apply_sets(cfg.load_preset("sgt", "smoot-cifar10", st.SaliencyTrainingConfig()),
+                            vit + ["train.epochs=1", "seeds=0", "objectives=sgt,smoot",
+                                   "eval.grid_images=2", "eval.percents=0,50,100",
+                                   f"vit.pretrained={tmp_path / 'w.pth'}"])
+    assert config.objective.alpha == 0.8 and config.train.lr == 0.001
+    run_dir = st.run(config, str(tmp_path / "runs"), "cifar", data_dir=str(tmp_path / "data"))
+    rows = read_results(run_dir)
+    assert [r["objective"] for r in rows] == ["sgt", "smoot"] and rows[0]["n_test"] == "12"
+    assert (run_dir / "saliency_maps.png").exists()
+
+
+def test_deit_tiny_without_weights_is_a_user_error(capsys):
+    assert cli.main(["sgt", "--preset", "smoot-cifar10"]) == 2
+    assert "vit.pretrained=PATH" in capsys.readouterr().err
