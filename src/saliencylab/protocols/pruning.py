@@ -1,0 +1,459 @@
+"""Pruning vs explanation quality (Lukkien; DESIGN.md §3).
+
+Per seed, one chain of levels:
+- level 0: pre-train `tiny_cnn` with background-only noise (uniform in [0, noise] on zero pixels);
+- level L = 1..levels: prune `fraction` of the remaining conv and linear weights by global
+  magnitude (or at random, the control), rewind the survivors to the rewind point
+  (pre-trained weights, or the weights after `rewind_epoch` pre-training epochs), retrain.
+At every level: test accuracy with and without the noise, and heatmaps (Grad-CAM++ by
+default) on the noisy test images for the predicted class -> ReLU -> per-image min-max ->
+soft IoU Σmin/Σmax against the clean image in [0, 1].
+
+Each level's model state, mask, metrics and a few example heatmaps are written to
+`artifacts/seed<S>/level<LL>.pt` the moment the level finishes, so a killed run resumes
+at the next unfinished level of each chain.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import attribution, data, models
+from ..config import TrainConfig, check
+from ..executor import Job, run_jobs
+from ..metrics import mean_std, soft_iou
+from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
+                       masked_weights, prune, rewind)
+from ..report import fmt_mean_std, markdown_table, save_figure, write_csv
+from ..store import RunStore, atomic_write, atomic_write_text
+from ..training import make_optimizer, predict, prepare_batch, train
+
+COLUMNS = ["seed", "level", "density", "accuracy", "accuracy_noisy", "iou"]
+
+
+def _pretrain() -> TrainConfig:  # 10 epochs: lr 0.01, then 0.001 for the last 2
+    return TrainConfig(epochs=10, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9,
+                       weight_decay=1e-4, lr_milestones=(8,), lr_decay=0.1)
+
+
+def _retrain() -> TrainConfig:  # 10 epochs: lr 0.01 x5, 0.001 x3, 0.0001 x2
+    return TrainConfig(epochs=10, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9,
+                       weight_decay=1e-4, lr_milestones=(5, 8), lr_decay=0.1)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    dataset: str = "mnist"
+    model: str = "tiny_cnn"
+    pretrain: TrainConfig = field(default_factory=_pretrain)
+    retrain: TrainConfig = field(default_factory=_retrain)
+    levels: int = 25  # pruning levels after level 0 (the pre-trained model)
+    fraction: float = 0.2  # of the remaining prunable weights, per level
+    strategy: str = "magnitude"  # magnitude | random (the control)
+    rewind_epoch: int | None = None  # None: rewind to the pre-trained weights; k: after k epochs
+    seeds: tuple[int, ...] = (333, 334, 335)
+    method: str = "gradcam++"  # attribution method of the heatmaps
+    noise: float = 0.2  # background noise: uniform in [0, noise] on zero pixels
+    test_noise_seed: int = 0  # the noisy test set is drawn once from this seed
+    n_train: int | None = None  # use only the first n images (quick runs); None = all
+    n_test: int | None = None
+    n_heatmaps: int | None = None  # IoU over the first n test images; None = the whole test set
+    attribution_batch: int = 1000
+    n_examples: int = 6  # example heatmaps kept per level for the report's grid
+    grid_levels: tuple[int, ...] = ()  # levels shown in the grid; () = about 6, evenly spaced
+
+    def validate(self) -> None:
+        check(self.dataset in data.DATASETS, f"unknown dataset {self.dataset!r}: choose one of "
+              f"{', '.join(data.DATASETS)}")
+        check(self.model in models.MODELS, f"unknown model {self.model!r}: choose one of "
+              f"{', '.join(models.MODELS)}")
+        check(self.method in attribution.METHODS, f"unknown attribution method {self.method!r}: "
+              f"choose from {', '.join(attribution.METHODS)}")
+        check(self.strategy in STRATEGIES, f"unknown pruning strategy {self.strategy!r}: "
+              f"choose from {', '.join(STRATEGIES)}")
+        check(self.levels >= 0, "levels must be >= 0")
+        check(0 < self.fraction < 1, f"fraction must lie in (0, 1), got {self.fraction}")
+        check(self.rewind_epoch is None or 0 <= self.rewind_epoch <= self.pretrain.epochs,
+              "rewind_epoch must be empty (pre-trained weights) or within 0..pretrain.epochs")
+        check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds),
+              "seeds must list at least one seed, without repeats")
+        check(0 <= self.noise <= 1, "noise must lie in [0, 1] (pixel scale)")
+        check(self.n_heatmaps is None or self.n_heatmaps >= 1, "n_heatmaps must be >= 1")
+        check(self.attribution_batch >= 1 and self.n_examples >= 0,
+              "attribution_batch must be >= 1 and n_examples >= 0")
+        check(all(0 <= g <= self.levels for g in self.grid_levels),
+              "grid_levels must lie within 0..levels")
+        self.pretrain.validate()
+        self.retrain.validate()
+
+
+# data and noise ---------------------------------------------------------------------------
+def background_noise(x01: torch.Tensor, generator: torch.Generator, high: float) -> torch.Tensor:
+    """Uniform noise in [0, high] on the zero (background) pixels only; other pixels unchanged."""
+    noise = torch.rand(x01.shape, generator=generator) * high
+    return torch.where(x01 == 0, noise.to(x01.dtype), x01)
+
+
+@lru_cache(maxsize=2)
+def load_data(config: PruneConfig, data_dir: str | None) -> "data.Dataset":
+    return data.load_dataset(config.dataset, data_dir).subset(config.n_train, config.n_test)
+
+
+@lru_cache(maxsize=2)
+def noisy_test(config: PruneConfig, data_dir: str | None) -> torch.Tensor:
+    """The noisy test images, float in 0..255, drawn once from `test_noise_seed`: the same
+    images give the noisy accuracy and the heatmaps at every level and seed."""
+    x01 = load_data(config, data_dir).x_test.float() / 255
+    generator = torch.Generator().manual_seed(config.test_noise_seed)
+    return background_noise(x01, generator, config.noise) * 255
+
+
+# heatmaps ---------------------------------------------------------------------------------
+def normalize_maps(a: torch.Tensor) -> torch.Tensor:
+    """ReLU, then per-image min-max to [0, 1]; a constant map (e.g. all zero) becomes 0."""
+    a = F.relu(a)
+    flat = a.flatten(1)
+    low = flat.min(1).values.view(-1, *[1] * (a.dim() - 1))
+    span = flat.max(1).values.view(-1, *[1] * (a.dim() - 1)) - low
+    return torch.where(span > 0, (a - low) / span.clamp(min=torch.finfo(a.dtype).tiny),
+                       torch.zeros_like(a))
+
+
+def heatmaps(explainer, model, x: torch.Tensor, spec, batch_size: int = 1000) -> torch.Tensor:
+    """Normalised heatmaps [N,1,H,W] in [0, 1] for raw-scale images `x` (uint8 or float
+    0..255), explaining the model's predicted class."""
+    target = predict(model, x, spec, batch_size).argmax(1)
+    maps = [explainer.attribute(model, prepare_batch(x[i:i + batch_size], spec),
+                                target[i:i + batch_size])
+            for i in range(0, len(x), batch_size)]
+    maps = torch.cat(maps)
+    if maps.shape[-2:] != x.shape[-2:]:  # CAM maps are upsampled already; be safe
+        maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return normalize_maps(maps)
+
+
+def _accuracy(model, x, y, spec) -> float:
+    return (predict(model, x, spec).argmax(1) == y).float().mean().item()
+
+
+def measure(config: PruneConfig, model, ds, x_noisy, explainer) -> tuple[dict, torch.Tensor]:
+    """Accuracy (clean and noisy), mean soft IoU, and the first `n_examples` heatmaps."""
+    n = config.n_heatmaps or len(x_noisy)
+    maps = heatmaps(explainer, model, x_noisy[:n], ds.spec, config.attribution_batch)
+    clean = ds.x_test[:n].float() / 255
+    metrics = {"accuracy": _accuracy(model, ds.x_test, ds.y_test, ds.spec),
+               "accuracy_noisy": _accuracy(model, x_noisy, ds.y_test, ds.spec),
+               "iou": soft_iou(maps, clean).mean().item()}
+    return metrics, maps[:config.n_examples].clone()
+
+
+# one chain of levels per seed --------------------------------------------------------------
+def level_path(run_dir: str | Path, seed: int, level: int) -> Path:
+    return Path(run_dir) / "artifacts" / f"seed{seed}" / f"level{level:02d}.pt"
+
+
+def _save(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _load(path: Path):
+    return torch.load(path, weights_only=True)
+
+
+def _clone_state(model) -> dict:
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def pretrain(config: PruneConfig, ds, seed: int, progress: bool):
+    """Level 0: the pre-trained model and the rewind-point state."""
+    torch.manual_seed(seed)
+    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    snapshots = {}
+    if config.rewind_epoch == 0:
+        snapshots["rewind"] = _clone_state(model)
+
+    def on_epoch_end(epoch: int) -> None:
+        if config.rewind_epoch is not None and epoch + 1 == config.rewind_epoch:
+            snapshots["rewind"] = _clone_state(model)
+
+    train(model, ds.x_train, ds.y_train, ds.spec, config.pretrain, seed,
+          augment=partial(background_noise, high=config.noise), on_epoch_end=on_epoch_end,
+          progress=progress, desc=f"seed {seed} pre-train")
+    return model, snapshots.get("rewind", _clone_state(model))
+
+
+def retrain_level(config: PruneConfig, ds, model, masks, seed: int, level: int,
+                  progress: bool) -> None:
+    """Retrain the rewound, masked model; pruned weights are re-zeroed, and so is their
+    momentum, after every optimizer step."""
+    model.to(memory_format=torch.channels_last)  # before the optimizer takes the parameters
+    optimizer = make_optimizer(model, config.retrain)
+    train(model, ds.x_train, ds.y_train, ds.spec, config.retrain, seed + 1000 * level,
+          augment=partial(background_noise, high=config.noise),
+          after_step=lambda m: enforce(m, masks, optimizer), optimizer=optimizer,
+          progress=progress, desc=f"seed {seed} level {level}")
+
+
+def layer_columns(masks) -> dict[str, float]:
+    return {f"density_{name.removesuffix('.weight').replace('.', '_')}": d
+            for name, d in layer_densities(masks).items()}
+
+
+def chain_job(config: PruneConfig, run_dir: str, data_dir: str | None, seed: int,
+              progress: bool = True) -> dict:
+    """All levels of one seed, resuming after the last stored level.
+
+    Runs on one CPU thread: tiny_cnn gains nothing from intra-op threads, and on a busy
+    machine two threads per step are many times slower; parallelism comes from the seeds
+    (one worker process each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _chain(config, run_dir, data_dir, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _chain(config: PruneConfig, run_dir: str, data_dir: str | None, seed: int,
+           progress: bool) -> dict:
+    ds = load_data(config, data_dir)
+    x_noisy = noisy_test(config, data_dir)
+    explainer = attribution.make_method(config.method, baseline=ds.spec.black(), seed=seed,
+                                        max_batch_rows=config.attribution_batch)
+    strategy = make_strategy(config.strategy)
+    rewind_path = Path(run_dir) / "artifacts" / f"seed{seed}" / "rewind.pt"
+    n_inputs = min(config.n_examples, len(x_noisy))
+    records, previous, rewind_state = [], None, None
+    for level in range(config.levels + 1):
+        path = level_path(run_dir, seed, level)
+        if path.exists():
+            previous = _load(path)
+            records.append(previous["metrics"])
+            continue
+        started = time.time()
+        torch.manual_seed(seed)
+        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+        if level == 0:
+            model, rewind_state = pretrain(config, ds, seed, progress)
+            masks = full_masks(model)
+            _save(rewind_path, rewind_state)
+        else:
+            rewind_state = rewind_state if rewind_state is not None else _load(rewind_path)
+            model.load_state_dict(previous["state"])
+            generator = torch.Generator().manual_seed(seed * 1000 + level)
+            masks = prune(masked_weights(model), previous["mask"], config.fraction, strategy,
+                          generator)
+            rewind(model, rewind_state, masks)
+            retrain_level(config, ds, model, masks, seed, level, progress)
+        model.eval()
+        metrics, examples = measure(config, model, ds, x_noisy, explainer)
+        kept = sum(int(m.sum()) for m in masks.values())
+        total = sum(m.numel() for m in masks.values())
+        metrics = {"seed": seed, "level": level, "density": kept / total, **metrics,
+                   **layer_columns(masks), "kept": kept, "total": total,
+                   "seconds": round(time.time() - started, 2)}
+        previous = {"state": _clone_state(model), "mask": masks, "metrics": metrics,
+                    "examples": examples, "inputs": x_noisy[:n_inputs] / 255}
+        _save(path, previous)
+        records.append(metrics)
+        layers = ", ".join(f"{k.removeprefix('density_')} {v:.3f}"
+                           for k, v in layer_columns(masks).items())
+        tqdm.write(f"seed {seed} level {level:2d}: density {kept / total:.4f} ({layers}); "
+                   f"accuracy {metrics['accuracy']:.4f}, noisy {metrics['accuracy_noisy']:.4f}, "
+                   f"IoU {metrics['iou']:.4f} [{metrics['seconds']:.0f}s]")
+    return {"seed": seed, "levels": records}
+
+
+def plan_jobs(config: PruneConfig, store: RunStore, data_dir: str | None) -> list[Job]:
+    return [Job(f"seed{seed}", chain_job, (config, str(store.dir), data_dir, seed))
+            for seed in config.seeds]
+
+
+def _describe(record: dict) -> str:
+    last = record["levels"][-1]
+    return (f"{len(record['levels'])} levels; last: density {last['density']:.4f}, "
+            f"accuracy {last['accuracy']:.4f}, IoU {last['iou']:.4f}")
+
+
+def run(config: PruneConfig, out: str, name: str, data_dir: str | None = None,
+        workers: int = 1) -> Path:
+    """Run (or resume) the protocol and write its report; returns the run directory."""
+    config.validate()
+    started = time.time()
+    load_data(config, data_dir)  # a data problem surfaces here, once, as a UserError
+    store = RunStore(out, name, config)
+    run_jobs(store, plan_jobs(config, store, data_dir), workers=workers, describe=_describe,
+             desc=name)
+    write_report(config, store, time.time() - started)
+    return store.dir
+
+
+# report -------------------------------------------------------------------------------------
+def rows_of(store: RunStore) -> list[dict]:
+    rows = [level for record in store.records() for level in record["levels"]]
+    return sorted(rows, key=lambda r: (r["seed"], r["level"]))
+
+
+def correlations(iou_means: list[float], accuracy_means: list[float]) -> dict:
+    """Pearson and Spearman of IoU vs accuracy over the level means. df = n - 1, as DESIGN.md
+    reports it (26 levels -> df = 25); the t-test behind Pearson's p uses n - 2."""
+    from scipy import stats
+
+    n = len(iou_means)
+    nan = float("nan")
+    result = {"n": n, "df": n - 1, "pearson_r": nan, "pearson_p": nan,
+              "spearman_rho": nan, "spearman_p": nan}
+    if n >= 3 and len(set(iou_means)) > 1 and len(set(accuracy_means)) > 1:
+        pearson = stats.pearsonr(iou_means, accuracy_means)
+        spearman = stats.spearmanr(iou_means, accuracy_means)
+        result.update(pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue),
+                      spearman_rho=float(spearman.statistic), spearman_p=float(spearman.pvalue))
+    return result
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "< .001" if p < 0.001 else f"{p:.3f}"
+
+
+def _r(r: float) -> str:
+    return "n/a" if math.isnan(r) else f"{r:.3f}"
+
+
+def default_grid_levels(levels: int, count: int = 6) -> list[int]:
+    if levels + 1 <= count:
+        return list(range(levels + 1))
+    return sorted({round(i * levels / (count - 1)) for i in range(count)})
+
+
+def heatmap_grid(path: Path, run_dir: Path, seed: int, levels: list[int]) -> bool:
+    import matplotlib.pyplot as plt
+
+    checkpoints = {lv: _load(level_path(run_dir, seed, lv)) for lv in levels
+                   if level_path(run_dir, seed, lv).exists()}
+    if not checkpoints:
+        return False
+    first = next(iter(checkpoints.values()))
+    inputs = first["inputs"]
+    n = len(inputs)
+    if n == 0:
+        return False
+    cols = len(checkpoints) + 1
+    fig, axes = plt.subplots(n, cols, figsize=(1.4 * cols, 1.4 * n + 0.4), squeeze=False)
+    for i in range(n):
+        axes[i][0].imshow(inputs[i, 0], cmap="gray", vmin=0, vmax=1)
+        for j, (lv, ckpt) in enumerate(checkpoints.items(), start=1):
+            axes[i][j].imshow(inputs[i, 0], cmap="gray", vmin=0, vmax=1)
+            axes[i][j].imshow(ckpt["examples"][i, 0], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if i == 0:
+                axes[i][j].set_title(f"L{lv}, {100 * ckpt['metrics']['density']:.3g}%",
+                                     fontsize=8)
+    axes[0][0].set_title("noisy input", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    save_figure(fig, path)
+    return True
+
+
+def write_report(config: PruneConfig, store: RunStore, seconds: float) -> None:
+    rows = rows_of(store)
+    layer_keys = [k for k in rows[0] if k.startswith("density_")]
+    write_csv(store.dir / "results.csv", rows, COLUMNS + layer_keys)
+    levels = sorted({r["level"] for r in rows})
+
+    def at(level: int) -> list[dict]:
+        return [r for r in rows if r["level"] == level]
+
+    table, per_layer = [], []
+    means = {"accuracy": [], "accuracy_noisy": [], "iou": []}
+    stds = {"accuracy": [], "accuracy_noisy": [], "iou": []}
+    densities = []
+    for level in levels:
+        group = at(level)
+        density = sum(r["density"] for r in group) / len(group)
+        densities.append(density)
+        for key in means:
+            scale = 1 if key == "iou" else 100
+            m, s = mean_std([scale * r[key] for r in group])
+            means[key].append(m)
+            stds[key].append(s)
+        table.append([level, f"{100 * density:.2f}%",
+                      fmt_mean_std([r["accuracy"] for r in group], 100),
+                      fmt_mean_std([r["accuracy_noisy"] for r in group], 100),
+                      fmt_mean_std([r["iou"] for r in group], 1, 4), len(group)])
+        per_layer.append([level] + [f"{100 * sum(r[k] for r in group) / len(group):.2f}%"
+                                    for k in layer_keys])
+    clean = correlations(means["iou"], means["accuracy"])
+    noisy = correlations(means["iou"], means["accuracy_noisy"])
+    peak = max(range(len(levels)), key=lambda i: means["iou"][i])
+
+    rewind_point = ("the pre-trained weights" if config.rewind_epoch is None
+                    else f"the weights after {config.rewind_epoch} pre-training epochs")
+    text = [f"# Pruning vs explanation quality: {config.dataset}, {config.model}\n",
+            f"{config.levels} levels of {config.strategy} pruning, {100 * config.fraction:g}% of "
+            f"the remaining conv and linear weights per level (global), rewinding the survivors "
+            f"to {rewind_point} and retraining {config.retrain.epochs} epochs; seeds "
+            f"{', '.join(map(str, config.seeds))}. Heatmaps: {config.method} on the noisy test "
+            f"images ({'all' if config.n_heatmaps is None else f'first {config.n_heatmaps}'}), "
+            f"predicted class, ReLU + min-max; IoU = Σmin/Σmax against the clean image in [0, 1]. "
+            f"Background noise: uniform in [0, {config.noise:g}] on zero pixels. "
+            f"This invocation took {seconds / 60:.1f} min.\n",
+            "## Accuracy and IoU per level (mean ± std over seeds)\n",
+            markdown_table(["level", "density", "accuracy (%)", "noisy accuracy (%)", "IoU",
+                            "seeds"], table),
+            f"Peak mean IoU {means['iou'][peak]:.4f} at level {levels[peak]} "
+            f"(density {100 * densities[peak]:.2f}%).\n",
+            "## IoU vs accuracy over the level means\n",
+            markdown_table(["accuracy", "Pearson ρ", "p", "df", "Spearman ρ", "p"], [
+                [name, _r(c["pearson_r"]), _p(c["pearson_p"]), c["df"], _r(c["spearman_rho"]),
+                 _p(c["spearman_p"])] for name, c in (("clean", clean), ("noisy", noisy))]),
+            f"Over n = {clean['n']} level means; df = n − 1 as DESIGN.md reports it "
+            f"(Pearson's p comes from the t-test with n − 2).\n",
+            "![accuracy and IoU vs level](vs_level.png)\n",
+            "![accuracy and IoU vs density](vs_density.png)\n",
+            "## Density per layer (mean over seeds)\n",
+            markdown_table(["level"] + [k.removeprefix("density_") for k in layer_keys], per_layer)]
+    grid_levels = list(config.grid_levels) or default_grid_levels(max(levels))
+    if heatmap_grid(store.dir / "heatmaps.png", store.dir, config.seeds[0], grid_levels):
+        text += [f"## Example heatmaps (seed {config.seeds[0]})\n", "![heatmaps](heatmaps.png)\n"]
+    _plots(store.dir, levels, densities, means, stds, config)
+    atomic_write_text(store.dir / "report.md", "\n".join(text))
+
+
+def _plots(run_dir: Path, levels, densities, means, stds, config) -> None:
+    import matplotlib.pyplot as plt
+
+    for name, xs, xlabel, logx in (("vs_level", levels, "pruning level", False),
+                                    ("vs_density", [100 * d for d in densities],
+                                     "density (% of prunable weights)", True)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.errorbar(xs, means["accuracy"], yerr=stds["accuracy"], marker="o", ms=3, capsize=2,
+                    label="accuracy")
+        ax.errorbar(xs, means["accuracy_noisy"], yerr=stds["accuracy_noisy"], marker="s", ms=3,
+                    capsize=2, label="accuracy (noisy)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        if logx:
+            from matplotlib.ticker import FuncFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        twin.errorbar(xs, means["iou"], yerr=stds["iou"], marker="^", ms=3, capsize=2,
+                      color="tab:red", label="IoU")
+        twin.set_ylabel("mean soft IoU", color="tab:red")
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=8)
+        ax.set_title(f"{config.dataset}, {config.model}: {config.method} IoU and accuracy")
+        save_figure(fig, run_dir / f"{name}.png")
