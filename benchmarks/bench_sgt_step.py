@@ -1,0 +1,84 @@
+"""Cost of one SGT / SMOOT training step vs a plain cross-entropy step (target <= 2.5x), and
+bf16 (CPU autocast) vs fp32 throughput, for `sgt_cnn` on MNIST-shaped images.
+
+All variants run in the same process, interleaved, on the same batches, so the ratios are
+robust to a noisy shared machine. The "eval" variant is the authors' separate eval-mode
+saliency pass (objective.saliency_pass = eval), shown for comparison.
+
+    .venv/bin/python benchmarks/bench_sgt_step.py [--steps 20] [--batch 256] [--repeats 3]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from saliencylab.config import TrainConfig
+from saliencylab.data import DataSpec
+from saliencylab.models import build_model
+from saliencylab.objectives import SGT, SMOOT, ObjectiveConfig, Traditional
+from saliencylab.training import autocast, make_optimizer, prepare_batch
+
+SPEC = DataSpec("mnist-shaped", (1, 28, 28), tuple(map(str, range(10))), (0.1307,), (0.3081,))
+
+
+def steps_per_second(objective, x, y, batch: int, steps: int, precision: str) -> float:
+    torch.manual_seed(0)
+    model = build_model("sgt_cnn", SPEC.shape, 10).to(memory_format=torch.channels_last).train()
+    optimizer = make_optimizer(model, TrainConfig(optimizer="adadelta", lr=1.0))
+    batches = [(prepare_batch(x[i * batch:(i + 1) * batch], SPEC), y[i * batch:(i + 1) * batch],
+                torch.arange(i * batch, (i + 1) * batch)) for i in range(steps + 1)]
+
+    def step(xb, yb, idx):
+        with autocast(precision):
+            loss = objective(model, xb, yb, idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(*batches[0])  # warm-up
+    start = time.perf_counter()
+    for b in batches[1:]:
+        step(*b)
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    n = (args.steps + 1) * args.batch
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    variants = {
+        "plain": lambda: Traditional(),
+        "sgt": lambda: SGT(ObjectiveConfig()),
+        "smoot": lambda: SMOOT(ObjectiveConfig(), n, 10),
+        "sgt (eval pass)": lambda: SGT(ObjectiveConfig(saliency_pass="eval")),
+    }
+    rates = {(v, p): [] for v in variants for p in ("fp32", "bf16")}
+    for _ in range(args.repeats):
+        for precision in ("fp32", "bf16"):
+            for name, make in variants.items():
+                rates[name, precision].append(
+                    steps_per_second(make(), x, y, args.batch, args.steps, precision))
+    rate = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"sgt_cnn, batch {args.batch}, {args.steps} steps x {args.repeats} repeats, "
+          f"{torch.get_num_threads()} threads")
+    for precision in ("fp32", "bf16"):
+        plain = rate["plain", precision]
+        print(f"[{precision}] plain step: {1000 / plain:7.1f} ms ({plain * args.batch:6.0f} images/s)")
+        for name in list(variants)[1:]:
+            r = rate[name, precision]
+            print(f"[{precision}] {name:15s}: {1000 / r:7.1f} ms = {plain / r:.2f}x a plain step"
+                  + ("  (target <= 2.5x)" if name in ("sgt", "smoot") else ""))
+    for name in variants:
+        print(f"bf16 vs fp32, {name:15s}: {rate[name, 'bf16'] / rate[name, 'fp32']:.2f}x throughput")
+
+
+if __name__ == "__main__":
+    main()
