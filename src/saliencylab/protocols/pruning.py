@@ -341,7 +341,7 @@ def heatmap_grid(path: Path, run_dir: Path, seed: int, levels: list[int]) -> boo
     if not checkpoints:
         return False
     first = next(iter(checkpoints.values()))
-    inputs = first["inputs"]
+    inputs = first["inputs"].numpy()
     n = len(inputs)
     if n == 0:
         return False
@@ -351,7 +351,7 @@ def heatmap_grid(path: Path, run_dir: Path, seed: int, levels: list[int]) -> boo
         axes[i][0].imshow(inputs[i, 0], cmap="gray", vmin=0, vmax=1)
         for j, (lv, ckpt) in enumerate(checkpoints.items(), start=1):
             axes[i][j].imshow(inputs[i, 0], cmap="gray", vmin=0, vmax=1)
-            axes[i][j].imshow(ckpt["examples"][i, 0], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axes[i][j].imshow(ckpt["examples"][i, 0].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if i == 0:
                 axes[i][j].set_title(f"L{lv}, {100 * ckpt['metrics']['density']:.3g}%",
                                      fontsize=8)
