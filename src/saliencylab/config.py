@@ -117,8 +117,8 @@ def override(config, key: str, value):
     except (ValueError, TypeError):
         raise UserError(f"invalid value {value!r} for {key}: expected {_type_name(paths[key])}") from None
     head, _, rest = key.partition(".")
-    if rest:
-        return dataclasses.replace(config, **{head: override(getattr(config, head), rest, parsed)})
+    if rest:  # the nested call parses the raw value again (a parsed tuple is not a string)
+        return dataclasses.replace(config, **{head: override(getattr(config, head), rest, value)})
     return dataclasses.replace(config, **{head: parsed})
 
 
