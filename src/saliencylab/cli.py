@@ -14,6 +14,7 @@ from . import config as cfg
 from .errors import UserError
 from .protocols import roar
 from .protocols import saliency_training
+from .protocols import pruning
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ COMMANDS = {
                               "instead of the most important", boolean=True),)),
     "sgt": Command(saliency_training.SaliencyTrainingConfig(), saliency_training.run, "smoot-quick",
                    "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC."),
+    "prune": Command(pruning.PruneConfig(), pruning.run, "prune-quick",
+                     "Pruning vs explanation quality: iterative magnitude pruning with rewinding, "
+                     "heatmap soft IoU per level.",
+                     (Shortcut("--method", "method", "attribution method for the heatmaps "
+                               "(default gradcam++)"),)),
 }
 
 # Commands with their own arguments (a Tool: description, add_arguments(parser), handle(args)).
