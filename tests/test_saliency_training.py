@@ -75,6 +75,27 @@ def test_smoot_k_survives_a_save_and_resume(tmp_path):
     assert torch.equal(obj_again.K, obj_whole.K)
 
 
+def test_run_stopped_during_evaluation_resumes_without_retraining(tmp_path, monkeypatch):
+    config = tiny_config("objectives=smoot")
+    real_evaluate, real_train = st.evaluate_model, st.train_model
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "evaluate_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        st.run(config, str(tmp_path / "a"), "tiny")
+    run_dir = next((tmp_path / "a").iterdir())
+    assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists()
+    assert not list((run_dir / "artifacts").glob("checkpoint-*"))  # superseded by the model
+    monkeypatch.setattr(st, "evaluate_model", real_evaluate)
+    monkeypatch.setattr(st, "train_model", lambda *a, **k: pytest.fail("retrained"))
+    st.run(config, str(tmp_path / "a"), "tiny")
+    monkeypatch.setattr(st, "train_model", real_train)
+    fresh = st.run(config, str(tmp_path / "b"), "tiny")
+    assert read_results(run_dir)[0]["auc"] == read_results(fresh)[0]["auc"]
+
+
 def test_bf16_training_runs_and_learns(tmp_path):
     config = tiny_config("train.precision=bf16", "objectives=sgt", "train.epochs=3")
     rows = read_results(st.run(config, str(tmp_path), "bf16"))

@@ -211,12 +211,20 @@ def sgt_job(config: SaliencyTrainingConfig, run_dir: str, data_dir: str | None, 
     """Train one (objective, seed) model, store it with its K, and evaluate it."""
     ds = load_data(config, data_dir)
     artifacts = Path(run_dir) / "artifacts"
-    model, objective, history = train_model(config, ds, name, seed,
-                                            artifacts / f"checkpoint-{job_key(name, seed)}.pt",
-                                            progress)
-    state = {"model": model.state_dict(), "objective": objective.state_dict(),
-             "config": to_dict(config), "objective_name": name, "seed": seed}
-    atomic_write(artifacts / model_artifact(name, seed), lambda tmp: torch.save(state, tmp))
+    final = artifacts / model_artifact(name, seed)
+    if final.exists():  # trained before the run was stopped during the evaluation
+        model, state = load_model(config, ds.spec, final)
+        objective = make_objective(name, config.objective, len(ds.x_train), len(ds.spec.classes))
+        objective.load_state_dict(state["objective"])
+        history = state["history"]
+    else:
+        checkpoint = artifacts / f"checkpoint-{job_key(name, seed)}.pt"
+        model, objective, history = train_model(config, ds, name, seed, checkpoint, progress)
+        state = {"model": model.state_dict(), "objective": objective.state_dict(),
+                 "history": history, "config": to_dict(config), "objective_name": name,
+                 "seed": seed}
+        atomic_write(final, lambda tmp: torch.save(state, tmp))
+        checkpoint.unlink(missing_ok=True)  # the model file (with its K) supersedes it
     record = {"objective": name, "seed": seed, "epochs": history["epoch"],
               "train_seconds": history["seconds"], "n_test": len(ds.x_test),
               **k_stats_of(objective, config.objective), "k_median_per_epoch": history["k_median"]}
