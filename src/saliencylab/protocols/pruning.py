@@ -416,7 +416,10 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float) -> None:
                 [name, _r(c["pearson_r"]), _p(c["pearson_p"]), c["df"], _r(c["spearman_rho"]),
                  _p(c["spearman_p"])] for name, c in (("clean", clean), ("noisy", noisy))]),
             f"Over n = {clean['n']} level means; df = n − 1 as DESIGN.md reports it "
-            f"(Pearson's p comes from the t-test with n − 2).\n",
+            f"(Pearson's p comes from the t-test with n − 2).\n" + (
+                "\nReported by Lukkien (DESIGN.md §3): 98.17% accuracy at full density; "
+                "ρ = 0.960, p < .001, df = 25; peak mean IoU ≈ 0.21.\n"
+                if config.dataset == "mnist" and config.method == "gradcam++" else ""),
             "![accuracy and IoU vs level](vs_level.png)\n",
             "![accuracy and IoU vs density](vs_density.png)\n",
             "## Density per layer (mean over seeds)\n",
