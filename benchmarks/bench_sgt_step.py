@@ -5,7 +5,7 @@ All variants run in the same process, interleaved, on the same batches, so the r
 robust to a noisy shared machine. The "eval" variant is the authors' separate eval-mode
 saliency pass (objective.saliency_pass = eval), shown for comparison.
 
-    .venv/bin/python benchmarks/bench_sgt_step.py [--steps 20] [--batch 256] [--repeats 3]
+    .venv/bin/python benchmarks/bench_sgt_step.py [--steps 20] [--batch 256] [--repeats 3] [--threads 1]
 """
 
 import argparse
@@ -49,7 +49,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; 1 is faster on a busy machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n = (args.steps + 1) * args.batch
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)

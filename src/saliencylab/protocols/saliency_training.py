@@ -301,7 +301,9 @@ def write_report(config: SaliencyTrainingConfig, store: RunStore, ds, seconds: f
             f"SGT: k = {o.k:g}%. SMOOT: α = {o.alpha:g}, μ = {o.mu:g}, n = {o.n}, K in "
             f"[{o.k_min}, {o.k_max}], initial K = {o.k_init}. Both: λ = {o.lam:g}, {o.saliency} "
             f"gradient of the {o.target} logit, saliency pass {o.saliency_pass}; masked "
-            f"features get random values within [min, max] of the remaining pixels.\n",
+            f"features get random values within [min, max] of the remaining pixels. SMOOT masks "
+            f"with the K from the previous visit of an image, so in the first epoch (every K = "
+            f"{o.k_init}) it trains exactly like SGT with k = {o.k_init}%.\n",
             "## Results (accuracy and AUC: mean ± std over seeds)\n",
             "K is the percentage of features masked during training, over the training images at "
             "the end of training (SMOOT: pooled over seeds). AUC: area under the accuracy-drop "
