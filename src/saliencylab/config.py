@@ -45,6 +45,11 @@ def check(ok: bool, message: str) -> None:
         raise UserError(f"invalid config: {message}")
 
 
+def check_choice(value, choices, what: str) -> None:
+    """Raise a one-line UserError unless `value` is one of `choices`, listing them."""
+    check(value in choices, f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+
+
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
@@ -95,10 +100,12 @@ def _coerce(value, kind, key: str):
     """Check/convert a TOML value against the field's annotation."""
     if isinstance(value, str):
         return _parse(value, kind, key)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return _parse(",".join(str(v) for v in value), kind, key)
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -158,6 +165,11 @@ def load_preset(protocol: str, name: str, default):
         raise UserError(f"unknown preset {name!r} for {protocol}: choose one of {', '.join(names)}")
     table = tomllib.loads(resources.files("saliencylab.presets").joinpath(f"{name}.toml").read_text())
     table.pop("protocol")
+    return from_dict(default, table)
+
+
+def from_dict(default, table: dict):
+    """`default` with every (nested) value of `table` applied: a preset, or a saved config."""
     config = default
     for key, value in _flatten(table).items():
         config = override(config, key, value)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check
+from .config import check, check_choice
 from .masking import fill_uniform_in_range
 
 OBJECTIVES: tuple[str, ...] = ("traditional", "sgt", "smoot")
@@ -223,7 +223,7 @@ class SMOOT(SGT):
 
 
 def make_objective(name: str, cfg: ObjectiveConfig, n_train: int, classes: int, seed: int = 0):
-    check(name in OBJECTIVES, f"unknown objective {name!r}: choose one of {', '.join(OBJECTIVES)}")
+    check_choice(name, OBJECTIVES, "objective")
     if name == "traditional":
         return Traditional()
     if name == "sgt":

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import attribution, data, models
-from ..config import TrainConfig, check
+from ..config import TrainConfig, check, check_choice
 from ..executor import Job, run_jobs
 from ..metrics import mean_std, soft_iou
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
@@ -69,14 +69,10 @@ class PruneConfig:
     grid_levels: tuple[int, ...] = ()  # levels shown in the grid; () = about 6, evenly spaced
 
     def validate(self) -> None:
-        check(self.dataset in data.DATASETS, f"unknown dataset {self.dataset!r}: choose one of "
-              f"{', '.join(data.DATASETS)}")
-        check(self.model in models.MODELS, f"unknown model {self.model!r}: choose one of "
-              f"{', '.join(models.MODELS)}")
-        check(self.method in attribution.METHODS, f"unknown attribution method {self.method!r}: "
-              f"choose from {', '.join(attribution.METHODS)}")
-        check(self.strategy in STRATEGIES, f"unknown pruning strategy {self.strategy!r}: "
-              f"choose from {', '.join(STRATEGIES)}")
+        check_choice(self.dataset, data.DATASETS, "dataset")
+        check_choice(self.model, models.MODELS, "model")
+        check_choice(self.method, attribution.METHODS, "attribution method")
+        check_choice(self.strategy, STRATEGIES, "pruning strategy")
         check(self.levels >= 0, "levels must be >= 0")
         check(0 < self.fraction < 1, f"fraction must lie in (0, 1), got {self.fraction}")
         check(self.rewind_epoch is None or 0 <= self.rewind_epoch <= self.pretrain.epochs,

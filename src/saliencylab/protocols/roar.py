@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import attribution, data, models
-from ..config import TrainConfig, check
+from ..config import TrainConfig, check, check_choice
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, rank_pixels, removal_mask
 from ..metrics import mean_std
@@ -43,13 +43,10 @@ class RoarConfig:
     n_test: int | None = None
 
     def validate(self) -> None:
-        check(self.dataset in data.DATASETS, f"unknown dataset {self.dataset!r}: choose one of "
-              f"{', '.join(data.DATASETS)}")
-        check(self.model in models.MODELS, f"unknown model {self.model!r}: choose one of "
-              f"{', '.join(models.MODELS)}")
+        check_choice(self.dataset, data.DATASETS, "dataset")
+        check_choice(self.model, models.MODELS, "model")
         for method in self.methods:
-            check(method in attribution.METHODS, f"unknown attribution method {method!r}: "
-                  f"choose from {', '.join(attribution.METHODS)}")
+            check_choice(method, attribution.METHODS, "attribution method")
         check(len(self.methods) > 0, "methods must name at least one attribution method")
         check(all(0 <= t <= 100 for t in self.thresholds),
               f"thresholds must lie in [0, 100] (percent removed), got {self.thresholds}")

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from .. import attribution, data, models
-from ..config import TrainConfig, apply_sets, check, load_preset, preset_names, to_dict
+from ..config import TrainConfig, apply_sets, check, check_choice, from_dict, load_preset, preset_names, to_dict
 from ..errors import UserError
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, fill_uniform_in_range, rank_pixels, removal_mask
@@ -52,8 +52,7 @@ class EvalConfig:
     batch_size: int = 500
 
     def validate(self) -> None:
-        check(self.method in attribution.METHODS, f"unknown eval.method {self.method!r}: "
-              f"choose one of {', '.join(attribution.METHODS)}")
+        check_choice(self.method, attribution.METHODS, "eval.method")
         check(self.target in ("label", "predicted"), "eval.target must be label or predicted")
         check(self.order in ("most", "least"), "eval.order must be most or least")
         check(self.fill in ("uniform", "mean"), "eval.fill must be uniform or mean")
@@ -79,14 +78,11 @@ class SaliencyTrainingConfig:
     n_test: int | None = None
 
     def validate(self) -> None:
-        check(self.dataset in data.DATASETS, f"unknown dataset {self.dataset!r}: choose one of "
-              f"{', '.join(data.DATASETS)}")
-        check(self.model in models.MODELS, f"unknown model {self.model!r}: choose one of "
-              f"{', '.join(models.MODELS)}")
+        check_choice(self.dataset, data.DATASETS, "dataset")
+        check_choice(self.model, models.MODELS, "model")
         check(len(self.objectives) > 0, "objectives must name at least one objective")
         for name in self.objectives:
-            check(name in OBJECTIVES, f"unknown objective {name!r}: choose one of "
-                  f"{', '.join(OBJECTIVES)}")
+            check_choice(name, OBJECTIVES, "objective")
         check(len(set(self.objectives)) == len(self.objectives), "objectives has duplicates")
         check(len(self.seeds) > 0, "seeds must list at least one seed")
         self.train.validate()
@@ -422,10 +418,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args) -> SaliencyTrainingConfig:
-    check(args.objective in OBJECTIVES, f"unknown objective {args.objective!r}: choose one of "
-          f"{', '.join(OBJECTIVES)}")
-    check(args.dataset in data.DATASETS, f"unknown dataset {args.dataset!r}: choose one of "
-          f"{', '.join(data.DATASETS)}")
+    check_choice(args.objective, OBJECTIVES, "objective")
+    check_choice(args.dataset, data.DATASETS, "dataset")
     config = load_preset(PROTOCOL, args.preset or _preset_for(args.dataset), SaliencyTrainingConfig())
     sets = [f"dataset={args.dataset}", f"objectives={args.objective}", f"seeds={args.seed}"]
     if args.epochs is not None:
@@ -511,9 +505,7 @@ def _analysis(args) -> int:
     check(len(percents) >= 3 and all(0 <= p <= 100 for p in percents),
           "--percents needs at least three values in [0, 100]")
     state = torch.load(path, weights_only=True)
-    config = SaliencyTrainingConfig()
-    for key, value in _flatten(state["config"]).items():
-        config = _set(config, key, value)
+    config = from_dict(SaliencyTrainingConfig(), state["config"])
     ds = data.load_dataset(config.dataset, args.data_dir).subset(None, args.n_test)
     model, _ = load_model(config, ds.spec, path)
     curves = confidence_curves(model, ds.x_test, ds.y_test, ds.spec, config.objective, percents)
@@ -544,23 +536,6 @@ def _analysis(args) -> int:
           f"{args.tolerance:g}; the SMOOT paper reports 16% on CIFAR-10)")
     print(f"curves: {out / 'curves.csv'}, plot: {out / 'confidence.png'}")
     return 0
-
-
-def _flatten(table: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _set(config, dotted: str, value):
-    head, _, rest = dotted.partition(".")
-    if rest:
-        return dataclasses.replace(config, **{head: _set(getattr(config, head), rest, value)})
-    return dataclasses.replace(config, **{head: tuple(value) if isinstance(value, list) else value})
 
 
 ANALYSIS_TOOL = Tool("The SMOOT paper's motivating analysis: per-image confidence as the share "
