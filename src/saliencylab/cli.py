@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.workers < 1:
             raise UserError("--workers must be at least 1")
-        run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset, data_dir=args.data_dir, workers=args.workers)
+        run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset,
+                                              data_dir=args.data_dir, workers=args.workers)
     except UserError as e:
         print(f"saliencylab: error: {e}", file=sys.stderr)
         return 2
