@@ -4,8 +4,6 @@ A ranking lists each image's pixel indices from most to least important (by |att
 A mask is True where a pixel is removed. Masks are per pixel and apply to every channel.
 """
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -20,19 +18,23 @@ def rank_pixels(a: Tensor) -> Tensor:
     return order.to(torch.int16 if flat.shape[1] <= torch.iinfo(torch.int16).max else torch.int32)
 
 
-def count_removed(percent: float, pixels: int) -> int:
-    """⌊t·HW⌋ pixels for a threshold of `percent`% (rounded first, so 70% of 10 is 7, not 6)."""
-    return math.floor(round(percent * pixels / 100, 9))
+def count_removed(percent, pixels: int) -> Tensor:
+    """⌊t·HW⌋ pixels for a threshold of `percent`% (one number, or one per image), rounded
+    first so that 70% of 10 is 7, not 6."""
+    percent = torch.as_tensor(percent, dtype=torch.float64)
+    return torch.floor(torch.round(percent * pixels / 100, decimals=9)).long()
 
 
-def removal_mask(order: Tensor, percent: float, shape: tuple[int, int], keep: bool = False) -> Tensor:
-    """Mask removing ⌊t·HW⌋ pixels per image: the most important ones (ROAR), or with
-    `keep=True` the least important ones (KAR, keep and retrain). Returns bool [N,1,H,W]."""
+def removal_mask(order: Tensor, percent, shape: tuple[int, int], keep: bool = False) -> Tensor:
+    """Mask removing ⌊t·HW⌋ pixels per image: the first ones of `order` (ROAR), or with
+    `keep=True` the last ones (KAR, keep and retrain). `percent` is one number or one per
+    image [N] (SMOOT's per-image K). Returns bool [N,1,H,W] on the device of `order`."""
     n, pixels = order.shape
-    k = count_removed(percent, pixels)
-    chosen = order[:, pixels - k:] if keep else order[:, :k]
-    mask = torch.zeros(n, pixels, dtype=torch.bool)
-    mask.scatter_(1, chosen.long(), True)
+    count = count_removed(percent, pixels).to(order.device).expand(n)[:, None]
+    rank = torch.arange(pixels, device=order.device).expand(n, pixels)
+    chosen = rank >= pixels - count if keep else rank < count
+    mask = torch.zeros(n, pixels, dtype=torch.bool, device=order.device)
+    mask.scatter_(1, order.long(), chosen)
     return mask.view(n, 1, *shape)
 
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import check, check_choice
-from .masking import fill_uniform_in_range
+from .masking import fill_uniform_in_range, removal_mask
 
 OBJECTIVES: tuple[str, ...] = ("traditional", "sgt", "smoot")
 
@@ -84,14 +84,8 @@ class ObjectiveConfig:
 def lowest_mask(s: Tensor, percent: Tensor | float) -> Tensor:
     """Mask (True = replace) of the ⌊percent·HW/100⌋ lowest-valued pixels of each saliency map
     s [B,1,H,W]; `percent` is a number or a per-image tensor [B]. Ties keep pixel order."""
-    b, pixels = s.shape[0], s[0].numel()
-    percent = torch.as_tensor(percent, dtype=torch.float64).expand(b)
-    count = torch.floor(torch.round(percent * pixels / 100, decimals=9)).long()  # = count_removed
     order = torch.argsort(s.detach().flatten(1).float(), dim=1, stable=True)  # lowest first
-    chosen = torch.arange(pixels).expand(b, pixels) < count[:, None]
-    mask = torch.zeros(b, pixels, dtype=torch.bool, device=s.device)
-    mask.scatter_(1, order, chosen.to(s.device))
-    return mask.view(s.shape)
+    return removal_mask(order, percent, s.shape[2:])
 
 
 def smoot_delta(p: Tensor, p_masked: Tensor, alpha: float, n: int) -> Tensor:
