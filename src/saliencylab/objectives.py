@@ -110,8 +110,6 @@ class Traditional:
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
         return F.cross_entropy(model(x), y)
 
-    loss = __call__
-
     def reseed(self, seed: int) -> None:
         pass
 
@@ -177,8 +175,6 @@ class SGT(Traditional):
                       reduction="batchmean", log_target=True)
         self.after_forward(idx, logits, masked_logits)
         return F.cross_entropy(logits, y) + self.cfg.lam * kl
-
-    loss = __call__
 
     def after_forward(self, idx: Tensor, logits: Tensor, masked_logits: Tensor) -> None:
         pass
