@@ -32,7 +32,7 @@ from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_st
                        masked_weights, prune, rewind)
 from ..report import fmt_mean_std, markdown_table, save_figure, write_csv
 from ..store import RunStore, atomic_write, atomic_write_text
-from ..training import make_optimizer, predict, prepare_batch, train
+from ..training import make_optimizer, predict, train
 
 COLUMNS = ["seed", "level", "density", "accuracy", "accuracy_noisy", "iou"]
 
@@ -125,12 +125,9 @@ def heatmaps(explainer, model, x: torch.Tensor, spec, batch_size: int = 1000) ->
     """Normalised heatmaps [N,1,H,W] in [0, 1] for raw-scale images `x` (uint8 or float
     0..255), explaining the model's predicted class."""
     target = predict(model, x, spec, batch_size).argmax(1)
-    maps = [explainer.attribute(model, prepare_batch(x[i:i + batch_size], spec),
-                                target[i:i + batch_size])
-            for i in range(0, len(x), batch_size)]
-    maps = torch.cat(maps)
-    if maps.shape[-2:] != x.shape[-2:]:  # CAM maps are upsampled already; be safe
-        maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    # every method returns maps at the input size (CAM maps are upsampled bilinearly)
+    maps = attribution.attribute_dataset(explainer, model, x, target, spec, batch_size,
+                                         progress=False)
     return normalize_maps(maps)
 
 
