@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, fill_uniform_in_range, rank_pixels, removal_mask
 from ..metrics import drop_curve_auc, mean_std
-from ..objectives import OBJECTIVES, SMOOT, ObjectiveConfig, k_stats_of, lowest_mask, make_objective
+from ..objectives import OBJECTIVES, SGT, ObjectiveConfig, k_stats_of, make_objective
 from ..report import fmt_mean_std, markdown_table, save_figure, write_csv
 from ..store import RunStore, atomic_write, atomic_write_text
 from ..training import lr_at, make_optimizer, predict, prepare_batch, train
@@ -450,21 +450,17 @@ def confidence_curves(model, x, y, spec, objective_cfg: ObjectiveConfig, percent
     unmasked image, after masking the k% lowest-saliency features as SGT training does (signed
     or absolute gradient of the label or predicted logit; random fill within the range of the
     remaining pixels)."""
-    generator = torch.Generator().manual_seed(seed)
+    masker = SGT(objective_cfg, seed)  # the saliency and the masking of SGT training
     curves = []
     model.eval()
     for i in range(0, len(x), batch_size):
-        xb = prepare_batch(x[i:i + batch_size], spec).requires_grad_(True)
-        logits = model(xb)
+        xb = prepare_batch(x[i:i + batch_size], spec)
+        logits, s = masker.saliency(model, xb, y[i:i + batch_size])
         pred = logits.argmax(1)
-        target = y[i:i + batch_size] if objective_cfg.target == "label" else pred
-        (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), xb)
-        s = g.sum(1, keepdim=True)
-        s = s.abs() if objective_cfg.saliency == "abs" else s
         rows = []
         with torch.no_grad():
             for percent in percents:
-                xm = fill_uniform_in_range(xb.detach(), lowest_mask(s, percent), generator)
+                xm = masker.masked_input(xb, s, percent)
                 rows.append(model(xm).softmax(1).gather(1, pred[:, None])[:, 0])
         curves.append(torch.stack(rows, 1))
     return torch.cat(curves)
