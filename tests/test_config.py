@@ -50,3 +50,36 @@ def test_presets_load_and_unknown_preset_is_a_user_error():
 def test_invalid_values_fail_validation(sets, message):
     with pytest.raises(UserError, match=message):
         cfg.apply_sets(RoarConfig(), sets).validate()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e999"])
+def test_non_finite_numbers_are_rejected_everywhere(value):
+    with pytest.raises(UserError, match="expected a finite number"):
+        cfg.apply_sets(RoarConfig(), [f"train.lr={value}"])
+    with pytest.raises(UserError, match="expected a finite number"):
+        cfg.from_dict(RoarConfig(), {"train": {"momentum": float(value)}})
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["thresholds="], "thresholds must list at least one percentage"),
+    (["n_train=0"], "n_train must be at least 1"),
+    (["n_train=-5"], "n_train must be at least 1"),
+    (["n_test=0"], "n_test must be at least 1"),
+    (["seeds=1,2,1"], "seeds lists 1 more than once"),
+    (["methods=random,gradient,random"], "methods lists random more than once"),
+    (["thresholds=0,10,10"], "thresholds lists 10.0 more than once"),
+    (["threads_per_job=0"], "threads_per_job must be >= 1"),
+])
+def test_bad_counts_and_duplicates_fail_validation(sets, message):
+    with pytest.raises(UserError, match=message):
+        cfg.apply_sets(RoarConfig(), sets).validate()
+
+
+def test_hash_ignores_scheduling_keys_and_names_the_device_by_kind():
+    base = RoarConfig(device="cpu")
+    assert cfg.config_hash(base) == cfg.config_hash(cfg.apply_sets(base, [
+        "cpus_per_job=2", "gpus_per_job=0.25", "max_retries=7"]))
+    assert cfg.config_hash(cfg.override(base, "device", "cuda:1")) == \
+        cfg.config_hash(cfg.override(base, "device", "cuda"))
+    assert cfg.config_hash(cfg.override(base, "device", "cuda")) != cfg.config_hash(base)
+    assert cfg.config_hash(cfg.override(base, "threads_per_job", "2")) != cfg.config_hash(base)

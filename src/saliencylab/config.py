@@ -7,6 +7,7 @@ the run directory, so the same config always resumes the same run.
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -39,6 +40,32 @@ class TrainConfig:
                "train.lr_milestones must be epochs within 1..train.epochs")
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Where and how a protocol's jobs run; every protocol config inherits these keys.
+
+    `device`, `deterministic` and `threads_per_job` can change the numbers, so they are part of
+    the run hash (the device by its kind, cpu or cuda, so that `auto` on a GPU machine and
+    `cuda:1` name the same run). The Ray resources and retries only schedule, so they are not.
+    """
+
+    device: str = "auto"  # auto (the first GPU if present, else the CPU) | cpu | cuda | cuda:N
+    deterministic: bool = False  # PyTorch's deterministic algorithms (CUDA kernels bitwise stable)
+    threads_per_job: int = 1  # torch threads inside each job, whatever --workers is
+    cpus_per_job: float = 1.0  # Ray resources of one job
+    gpus_per_job: float = 0.0  # Ray: a fraction lets several jobs share one GPU
+    max_retries: int = 3  # Ray retries of a job whose worker died
+
+    def validate_run_options(self) -> None:
+        check(self.threads_per_job >= 1, "threads_per_job must be >= 1")
+        check(self.cpus_per_job > 0, "cpus_per_job must be > 0")
+        check(self.gpus_per_job >= 0, "gpus_per_job must be >= 0")
+        check(self.max_retries >= 0, "max_retries must be >= 0")
+
+
+SCHEDULING_KEYS = ("cpus_per_job", "gpus_per_job", "max_retries")  # not in the run hash
+
+
 def check(ok: bool, message: str) -> None:
     """Raise a one-line UserError for an invalid config value unless `ok`."""
     if not ok:
@@ -50,13 +77,36 @@ def check_choice(value, choices, what: str) -> None:
     check(value in choices, f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
 
 
+def check_unique(values, what: str) -> None:
+    """Reject repeated entries, which would compute the same job twice."""
+    repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+    check(not repeated, f"{what} lists {', '.join(map(str, repeated))} more than once")
+
+
+def check_count(n: int | None, what: str) -> None:
+    """`n` images: None (all of them) or at least one."""
+    check(n is None or n >= 1, f"{what} must be at least 1, or none for all images; got {n}")
+
+
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+def hashed_dict(config) -> dict:
+    """The config as the run hash sees it: scheduling keys dropped, the device by its kind."""
+    from .device import device_kind
+
+    values = to_dict(config)
+    for key in SCHEDULING_KEYS:
+        values.pop(key, None)
+    if "device" in values:
+        values["device"] = device_kind(values["device"])
+    return values
+
+
 def config_hash(config) -> str:
-    """A short, stable hash of every config field (nested ones included)."""
-    text = json.dumps(to_dict(config), sort_keys=True)
+    """A short, stable hash of every config field that can change a result (nested ones included)."""
+    text = json.dumps(hashed_dict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -89,7 +139,17 @@ def _parse(text: str, kind, key: str):
         if text.lower() in ("false", "0", "no", "off"):
             return False
         raise ValueError
-    return kind(text)
+    return _finite(kind(text))
+
+
+NOT_FINITE = "a finite number (not inf or nan)"
+
+
+def _finite(value):
+    """Numbers must be finite: `inf` or `nan` would train to NaN and store chance accuracy."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(NOT_FINITE)
+    return value
 
 
 def _type_name(kind) -> str:
@@ -111,7 +171,7 @@ def _coerce(value, kind, key: str):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ValueError
-    return value
+    return _finite(value)
 
 
 def override(config, key: str, value):
@@ -121,8 +181,9 @@ def override(config, key: str, value):
         raise UserError(f"unknown config key {key!r}: valid keys are {', '.join(sorted(paths))}")
     try:
         parsed = _coerce(value, paths[key], key)
-    except (ValueError, TypeError):
-        raise UserError(f"invalid value {value!r} for {key}: expected {_type_name(paths[key])}") from None
+    except (ValueError, TypeError) as e:
+        expected = NOT_FINITE if str(e) == NOT_FINITE else _type_name(paths[key])
+        raise UserError(f"invalid value {value!r} for {key}: expected {expected}") from None
     head, _, rest = key.partition(".")
     if rest:  # the nested call parses the raw value again (a parsed tuple is not a string)
         return dataclasses.replace(config, **{head: override(getattr(config, head), rest, value)})

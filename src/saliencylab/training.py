@@ -3,6 +3,11 @@
 Batches are sliced from the tensors (no per-sample Dataset/DataLoader) and the model runs
 in channels_last memory format: on a 2-core CPU that trains LeNet about twice as fast as a
 DataLoader loop (see benchmarks/bench_training.py).
+
+Everything happens on the device of the images `x` (the model must already be there): the
+shuffling and augmentation generators live on that device, so a run is deterministic given
+its seed on a given device. A non-finite loss stops training with `TrainingDiverged`, naming
+the epoch and step; the check reads the device once per `CHECK_EVERY` steps, not every step.
 """
 
 import contextlib
@@ -15,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .errors import TrainingDiverged
 from .metrics import per_class_precision
 
 # objective(model, x, y, idx) -> scalar loss; x normalised, idx the images' indices in the train set
@@ -39,10 +45,34 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.lr * cfg.lr_decay ** sum(epoch >= m for m in cfg.lr_milestones)
 
 
-def autocast(precision: str):
+CHECK_EVERY = 50  # steps between reads of the non-finite-loss flag (each read syncs a GPU)
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 autocast on the CPU or on CUDA alike; fp32 runs as is."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+class DivergenceCheck:
+    """Remembers the first step whose loss is not finite, on the device, without a sync."""
+
+    def __init__(self, device: torch.device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def update(self, loss: Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+
+    def raise_if_diverged(self, desc: str, lr_key: str, lr: float, batches: int,
+                          epoch_offset: int) -> None:
+        step = int(self.first_bad)
+        if step >= 0:
+            raise TrainingDiverged(
+                f"{desc}: training diverged (the loss is not finite at epoch "
+                f"{epoch_offset + step // batches + 1}, step {step % batches + 1} of {batches}); "
+                f"lower {lr_key} (now {lr:g})")
 
 
 def prepare_batch(x: Tensor, spec, augment: Augment | None = None,
@@ -59,31 +89,39 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
           after_step: Callable[[nn.Module], None] | None = None,
           optimizer: torch.optim.Optimizer | None = None,
           on_epoch_end: Callable[[int], None] | None = None,
-          progress: bool = True, desc: str = "train") -> nn.Module:
-    """Train `model` in place on uint8 images `x` and labels `y`; deterministic given `seed`."""
-    torch.manual_seed(seed)  # dropout and any randomness inside the objective
-    shuffle = torch.Generator().manual_seed(seed)
+          progress: bool = True, desc: str = "train", lr_key: str = "train.lr",
+          epoch_offset: int = 0) -> nn.Module:
+    """Train `model` in place on uint8 images `x` and labels `y` (all on one device);
+    deterministic given `seed` on that device. Raises TrainingDiverged on a non-finite loss,
+    naming `desc`, the epoch (counted from `epoch_offset` + 1) and the step, and `lr_key`."""
+    torch.manual_seed(seed)  # dropout and any randomness inside the objective (CPU and CUDA)
+    shuffle = torch.Generator(device=x.device).manual_seed(seed)
     model.to(memory_format=torch.channels_last).train()
     optimizer = optimizer or make_optimizer(model, cfg)
     n = len(x)
     batches = (n + cfg.batch_size - 1) // cfg.batch_size
+    check = DivergenceCheck(x.device)
     with tqdm(total=cfg.epochs * batches, desc=desc, disable=not progress, leave=False,
               unit="batch", dynamic_ncols=True) as bar:
         for epoch in range(cfg.epochs):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch)
-            order = torch.randperm(n, generator=shuffle)
-            for start in range(0, n, cfg.batch_size):
+            order = torch.randperm(n, generator=shuffle, device=x.device)
+            for step, start in enumerate(range(0, n, cfg.batch_size)):
                 idx = order[start:start + cfg.batch_size]
                 xb = prepare_batch(x[idx], spec, augment, shuffle)
-                with autocast(cfg.precision):
+                with autocast(cfg.precision, x.device):
                     loss = objective(model, xb, y[idx], idx)
+                check.update(loss, epoch * batches + step)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if after_step is not None:
                     after_step(model)
                 bar.update()
+                if (step + 1) % CHECK_EVERY == 0:
+                    check.raise_if_diverged(desc, lr_key, cfg.lr, batches, epoch_offset)
+            check.raise_if_diverged(desc, lr_key, cfg.lr, batches, epoch_offset)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
@@ -93,10 +131,10 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, spec, batch_size: int = 1000,
             augment: Augment | None = None, seed: int = 0) -> Tensor:
-    """Logits for uint8 images `x`, computed in eval mode and in batches."""
+    """Logits for uint8 images `x`, computed in eval mode and in batches, on x's device."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
     out = torch.cat([model(prepare_batch(x[i:i + batch_size], spec, augment, generator)).float()
                      for i in range(0, len(x), batch_size)])
     model.train(was_training)

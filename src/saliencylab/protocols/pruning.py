@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import attribution, data, models
-from ..config import TrainConfig, check, check_choice
+from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
 from ..executor import Job, run_jobs
 from ..metrics import mean_std, soft_iou
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
@@ -48,7 +48,7 @@ def _retrain() -> TrainConfig:  # 10 epochs: lr 0.01 x5, 0.001 x3, 0.0001 x2
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(RunOptions):
     dataset: str = "mnist"
     model: str = "tiny_cnn"
     pretrain: TrainConfig = field(default_factory=_pretrain)
@@ -77,8 +77,10 @@ class PruneConfig:
         check(0 < self.fraction < 1, f"fraction must lie in (0, 1), got {self.fraction}")
         check(self.rewind_epoch is None or 0 <= self.rewind_epoch <= self.pretrain.epochs,
               "rewind_epoch must be empty (pre-trained weights) or within 0..pretrain.epochs")
-        check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds),
-              "seeds must list at least one seed, without repeats")
+        check(len(self.seeds) > 0, "seeds must list at least one seed")
+        check_unique(self.seeds, "seeds")
+        check_count(self.n_train, "n_train")
+        check_count(self.n_test, "n_test")
         check(0 <= self.noise <= 1, "noise must lie in [0, 1] (pixel scale)")
         check(self.n_heatmaps is None or self.n_heatmaps >= 1, "n_heatmaps must be >= 1")
         check(self.attribution_batch >= 1 and self.n_examples >= 0,
@@ -87,6 +89,7 @@ class PruneConfig:
               "grid_levels must lie within 0..levels")
         self.pretrain.validate()
         self.retrain.validate()
+        self.validate_run_options()
 
 
 # data and noise ---------------------------------------------------------------------------

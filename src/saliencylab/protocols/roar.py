@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import attribution, data, models
-from ..config import TrainConfig, check, check_choice
+from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, rank_pixels, removal_mask
 from ..metrics import mean_std
@@ -27,7 +27,7 @@ REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
 
 
 @dataclass(frozen=True)
-class RoarConfig:
+class RoarConfig(RunOptions):
     dataset: str = "mnist"
     model: str = "lenet"
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -48,13 +48,21 @@ class RoarConfig:
         for method in self.methods:
             check_choice(method, attribution.METHODS, "attribution method")
         check(len(self.methods) > 0, "methods must name at least one attribution method")
+        check(len(self.thresholds) > 0, "thresholds must list at least one percentage, e.g. "
+              "--set thresholds=0,10,30,50,70,90")
         check(all(0 <= t <= 100 for t in self.thresholds),
               f"thresholds must lie in [0, 100] (percent removed), got {self.thresholds}")
         check(len(self.seeds) > 0, "seeds must list at least one seed")
+        check_unique(self.methods, "methods")
+        check_unique(self.thresholds, "thresholds")
+        check_unique(self.seeds, "seeds")
+        check_count(self.n_train, "n_train")
+        check_count(self.n_test, "n_test")
         check(self.target in ("predicted", "label"), "target must be predicted or label")
         check(self.ig_steps >= 1 and self.attribution_batch >= 1,
               "ig_steps and attribution_batch must be >= 1")
         self.train.validate()
+        self.validate_run_options()
 
 
 def job_key(method: str, threshold: float, seed: int) -> str:

@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 
 from .. import attribution, data, models
-from ..config import TrainConfig, apply_sets, check, check_choice, from_dict, load_preset, preset_names, to_dict
+from ..config import (RunOptions, TrainConfig, apply_sets, check, check_choice, check_count,
+                      check_unique, from_dict, load_preset, preset_names, to_dict)
 from ..errors import UserError
 from ..executor import Job, run_jobs
 from ..masking import fill_mean, fill_uniform_in_range, rank_pixels, removal_mask
@@ -64,7 +65,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class SaliencyTrainingConfig:
+class SaliencyTrainingConfig(RunOptions):
     dataset: str = "mnist"
     model: str = "sgt_cnn"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -83,8 +84,12 @@ class SaliencyTrainingConfig:
         check(len(self.objectives) > 0, "objectives must name at least one objective")
         for name in self.objectives:
             check_choice(name, OBJECTIVES, "objective")
-        check(len(set(self.objectives)) == len(self.objectives), "objectives has duplicates")
+        check_unique(self.objectives, "objectives")
         check(len(self.seeds) > 0, "seeds must list at least one seed")
+        check_unique(self.seeds, "seeds")
+        check_count(self.n_train, "n_train")
+        check_count(self.n_test, "n_test")
+        self.validate_run_options()
         self.train.validate()
         self.objective.validate()
         self.eval.validate()
