@@ -93,7 +93,7 @@ def all_hooks(model: nn.Module) -> list:
     return out
 
 
-FAST = dict(ig_steps=4, smoothgrad_samples=2)
+FAST = dict(ig_steps=4, smoothgrad_samples=2, baseline="zeros", shap_baselines=2)
 
 # --------------------------------------------------------------------------------------
 # Hand-computed reference values
@@ -106,7 +106,7 @@ def test_gradient_of_linear_model_is_weight_row():
     assert a.shape == (2, 1, 2, 2) and a.dtype == torch.float32
     assert torch.equal(a[0, 0], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     assert torch.equal(a[1, 0], torch.tensor([[-1.0, 0.5], [0.0, 2.0]]))
-    a_abs = make_method("gradient", absolute_gradient=True).attribute(
+    a_abs = make_method("gradient", absolute=True).attribute(
         linear_model(), x, torch.tensor([0, 1]))
     assert torch.equal(a_abs[1, 0], torch.tensor([[1.0, 0.5], [0.0, 2.0]]))
 
@@ -118,7 +118,7 @@ def test_multichannel_attribution_is_summed_over_channels():
     assert a.shape == (1, 1, 1, 2)
     assert torch.equal(a[0, 0, 0], torch.tensor([1.0 + 3.0, 2.0 + 4.0]))
     # absolute gradient of target 1: |-1| + |0| , |0.5| + |2|  (abs before the channel sum)
-    a = make_method("gradient", absolute_gradient=True).attribute(
+    a = make_method("gradient", absolute=True).attribute(
         linear_model(), x, torch.tensor([1]))
     assert torch.equal(a[0, 0, 0], torch.tensor([1.0, 2.5]))
 
@@ -126,12 +126,12 @@ def test_multichannel_attribution_is_summed_over_channels():
 def test_integrated_gradients_linear_is_difference_times_weight():
     x = torch.tensor([[[[1.0, -1.0], [2.0, 0.5]]]])
     b = torch.full((1, 2, 2), 0.5)
-    a = make_method("integrated_gradients", baseline=b, ig_steps=7).attribute(
+    a = make_method("integrated_gradients", baseline_image=b, ig_steps=7).attribute(
         linear_model(), x, torch.tensor([0]))
     # (x - b) * W[0] = [[0.5, -1.5], [1.5, 0]] * [[1, 2], [3, 4]]
     torch.testing.assert_close(a[0, 0], torch.tensor([[0.5, -3.0], [4.5, 0.0]]))
     # zero baseline by default: x * W[1] = [[1,-1],[2,.5]] * [[-1,.5],[0,2]]
-    a = make_method("integrated_gradients", ig_steps=7).attribute(
+    a = make_method("integrated_gradients", baseline="zeros", ig_steps=7).attribute(
         linear_model(), x, torch.tensor([1]))
     torch.testing.assert_close(a[0, 0], torch.tensor([[-1.0, -0.5], [0.0, 1.0]]))
 
@@ -139,10 +139,10 @@ def test_integrated_gradients_linear_is_difference_times_weight():
 def test_integrated_gradients_of_square():
     # IG_i of sum x^2 from b: (x_i - b_i) * int_0^1 2 (b_i + t (x_i - b_i)) dt = x_i^2 - b_i^2
     x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]])
-    a = make_method("integrated_gradients", ig_steps=5).attribute(Square(), x, torch.tensor([0]))
+    a = make_method("integrated_gradients", baseline="zeros", ig_steps=5).attribute(Square(), x, torch.tensor([0]))
     torch.testing.assert_close(a[0, 0], torch.tensor([[1.0, 4.0], [9.0, 0.25]]))
     b = torch.tensor([[[1.0, 1.0], [-1.0, 2.0]]])
-    a = make_method("integrated_gradients", baseline=b[None], ig_steps=5).attribute(
+    a = make_method("integrated_gradients", baseline_image=b[None], ig_steps=5).attribute(
         Square(), x, torch.tensor([0]))
     torch.testing.assert_close(a[0, 0], torch.tensor([[0.0, 3.0], [8.0, -3.75]]))
 
@@ -237,8 +237,8 @@ def test_integrated_gradients_completeness(nonzero_baseline):
     x = torch.randn(3, 2, 5, 5, generator=g)
     b = torch.randn(2, 5, 5, generator=g) if nonzero_baseline else torch.zeros(2, 5, 5)
     t = torch.tensor([0, 2, 1])
-    a = make_method("integrated_gradients", baseline=b if nonzero_baseline else None,
-                    ig_steps=32).attribute(model, x, t)
+    a = make_method("integrated_gradients", baseline="zeros",
+                    baseline_image=b if nonzero_baseline else None, ig_steps=32).attribute(model, x, t)
     with torch.no_grad():
         fx = model(x).gather(1, t[:, None])[:, 0]
         fb = model(b.expand_as(x)).gather(1, t[:, None])[:, 0]
@@ -249,13 +249,13 @@ def test_integrated_gradients_memory_bound():
     model = smooth_convnet()
     x = torch.randn(5, 2, 5, 5, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([0, 1, 2, 0, 1])
-    reference = make_method("integrated_gradients", ig_steps=10).attribute(model, x, t)
+    reference = make_method("integrated_gradients", baseline="zeros", ig_steps=10).attribute(model, x, t)
     sizes: list[int] = []
     handle = model.register_forward_hook(lambda m, i, o: sizes.append(o.shape[0]))
     try:
         for rows in (8, 2):  # 8: 5 images, 1 step each; 2: fewer rows than images
             sizes.clear()
-            bounded = make_method("integrated_gradients", ig_steps=10,
+            bounded = make_method("integrated_gradients", baseline="zeros", ig_steps=10,
                                   max_batch_rows=rows).attribute(model, x, t)
             assert sizes and max(sizes) <= rows
             assert sum(sizes) == 5 * 10
@@ -372,7 +372,7 @@ def test_errors():
     with pytest.raises(UserError, match="unknown attribution method 'lime'"):
         make_method("lime")
     with pytest.raises(UserError):
-        make_method("integrated_gradients", baseline=torch.zeros(2, 2))
+        make_method("integrated_gradients", baseline_image=torch.zeros(2, 2))
     with pytest.raises(UserError):  # no cam_layer on a plain Sequential
         make_method("gradcam").attribute(linear_model(), torch.zeros(1, 1, 2, 2),
                                          torch.tensor([0]))

@@ -11,6 +11,7 @@ from saliencylab import attribution, data, models
 from saliencylab import config as cfg
 from saliencylab.cli import main
 from saliencylab.config import TrainConfig
+from saliencylab.executor import ExecOptions
 from saliencylab.metrics import soft_iou
 from saliencylab.protocols import pruning as protocol
 from saliencylab.pruning import (GlobalMagnitude, RandomPruning, apply_masks, count_to_prune,
@@ -273,7 +274,7 @@ def test_interrupted_chain_resumes_at_the_next_level_with_the_same_results(tiny_
     with pytest.raises(KeyboardInterrupt):
         protocol.run(config, str(tmp_path), "tiny")
     run_dir = next(tmp_path.iterdir())
-    stored = sorted(p.name for p in (run_dir / "artifacts" / "seed333").iterdir())
+    stored = sorted(p.name for p in (run_dir / "artifacts" / "seed333").glob("*.pt"))
     assert stored == ["level00.pt", "level01.pt", "level02.pt", "rewind.pt"]
     assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "jobs").iterdir())
     assert calls == [1, 2]
@@ -332,7 +333,7 @@ def test_expected_remaining_matches_the_closed_form_to_rounding():
 
 def test_seeds_in_parallel_workers_give_the_same_results_as_in_process(tmp_path):
     config = tiny_config("levels=1", "seeds=333,334", "n_heatmaps=16")
-    serial = protocol.run(config, str(tmp_path / "serial"), "tiny", workers=1)
-    parallel = protocol.run(config, str(tmp_path / "parallel"), "tiny", workers=2)
+    serial = protocol.run(config, str(tmp_path / "serial"), "tiny", options=ExecOptions(workers=1))
+    parallel = protocol.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
     assert [r["seed"] for r in read_results(serial)] == ["333", "333", "334", "334"]

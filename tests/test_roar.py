@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from saliencylab import config as cfg
+from saliencylab.executor import ExecOptions
 from saliencylab.protocols import roar
 
 TINY = ["n_train=240", "n_test=120", "train.epochs=1", "train.lr=0.05", "seeds=0,1",
@@ -41,7 +42,8 @@ def test_roar_run_writes_results_report_and_plot(tmp_path):
     assert "Per-class precision (%): gradient" in report and "Per-class precision (%): random" in report
     assert (run_dir / "accuracy.png").stat().st_size > 1000
     assert sorted(p.name for p in (run_dir / "artifacts").iterdir()) == [
-        "base_model.pt", "ranking-gradient.pt", "ranking-random.pt"]
+        "base_model.pt", "base_model.pt.sha256", "ranking-gradient.pt", "ranking-gradient.pt.sha256",
+        "ranking-random.pt", "ranking-random.pt.sha256"]
 
 
 def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path):
@@ -68,7 +70,7 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
     def interrupted_after_two(*args, **kwargs):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(args[3:6])
+        calls.append(args[1:4])
         return real_job(*args, **kwargs)
 
     monkeypatch.setattr(roar, "roar_job", interrupted_after_two)
@@ -79,7 +81,7 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.csv").exists()
 
     calls.clear()
-    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: calls.append(a[3:6]) or real_job(*a, **k))
+    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: calls.append(a[1:4]) or real_job(*a, **k))
     roar.run(config, str(tmp_path / "a"), "tiny")
     assert len(calls) == 4  # only the unfinished jobs ran
     fresh = roar.run(config, str(tmp_path / "b"), "tiny")
@@ -111,8 +113,8 @@ def test_kill_9_loses_no_finished_job(tmp_path):
 
 def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
     config = tiny_config("seeds=0", "methods=random")
-    serial = roar.run(config, str(tmp_path / "serial"), "tiny", workers=1)
-    parallel = roar.run(config, str(tmp_path / "parallel"), "tiny", workers=2)
+    serial = roar.run(config, str(tmp_path / "serial"), "tiny", options=ExecOptions(workers=1))
+    parallel = roar.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
 
 

@@ -1,7 +1,8 @@
 """Command line: `saliencylab <protocol> --preset NAME --set key=value ...`.
 
 Bad input ends in one line on stderr (exit 2) naming the problem and the fix; Ctrl-C keeps
-every finished job, and the same command resumes the run.
+every finished job, and the same command resumes the run. A run in which some jobs failed
+(e.g. a diverged training) writes its report, lists them, and exits with status 3.
 """
 
 import argparse
@@ -12,6 +13,8 @@ from typing import Callable
 
 from . import config as cfg
 from .errors import UserError
+from .executor import EXECUTORS, options_from
+from .store import read_failures
 from .protocols import roar
 from .protocols import saliency_training
 from .protocols import pruning
@@ -30,7 +33,7 @@ class Shortcut:
 @dataclass(frozen=True)
 class Command:
     default: object  # the protocol's default config
-    run: Callable  # run(config, out, name, data_dir=..., workers=...) -> run directory
+    run: Callable  # run(config, out, name, data_dir=..., options=ExecOptions) -> run directory
     preset: str  # default preset
     description: str
     shortcuts: tuple[Shortcut, ...] = ()
@@ -67,8 +70,18 @@ def _common_options(parser: argparse.ArgumentParser, protocol: str, default_pres
     parser.add_argument("--out", default="runs",
                         help="where run directories go (default ./runs); a run is named "
                              "PRESET-HASH and a re-run of the same config resumes it")
+    parser.add_argument("--device", default=None,
+                        help="auto (default: the first GPU if present, else the CPU), cpu, cuda "
+                             "or cuda:N; the config key `device`")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="parallel worker processes for independent jobs (default: one per core)")
+                        help="parallel worker processes for independent jobs (default: one per "
+                             "core); with a CUDA device they share the GPU")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS,
+                        help="local (default): this machine's processes; ray: Ray tasks on a "
+                             "cluster (pip install 'saliencylab[ray]')")
+    parser.add_argument("--ray-address", default=None,
+                        help="the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray "
+                             "started for this run)")
     parser.add_argument("--show-config", action="store_true",
                         help="print the resolved config (every settable key) and exit")
 
@@ -96,6 +109,8 @@ def resolve_config(args):
         value = getattr(args, shortcut.flag.lstrip("-").replace("-", "_"))
         if value not in (None, False):
             config = cfg.override(config, shortcut.key, value)
+    if args.device is not None:
+        config = cfg.override(config, "device", args.device)
     config = cfg.apply_sets(config, args.sets)
     config.validate()
     return config
@@ -113,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.workers < 1:
             raise UserError("--workers must be at least 1")
+        options = options_from(config, args.executor, args.workers, args.ray_address)
         run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset,
-                                              data_dir=args.data_dir, workers=args.workers)
+                                              data_dir=args.data_dir, options=options)
     except UserError as e:
         print(f"saliencylab: error: {e}", file=sys.stderr)
         return 2
@@ -124,7 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print((run_dir / "report.md").read_text())
     print(f"report: {run_dir / 'report.md'}")
-    return 0
+    return failed_status(run_dir)
+
+
+def failed_status(run_dir) -> int:
+    """3 (and one line per job on stderr) if jobs failed in this invocation, else 0."""
+    failed = read_failures(run_dir)
+    for key, reason in sorted(failed.items()):
+        print(f"saliencylab: job {key} failed: {reason}", file=sys.stderr)
+    if failed:
+        print(f"saliencylab: {len(failed)} job(s) failed and stored no result; fix the cause "
+              f"and run the same command again", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def _get(config, dotted: str):

@@ -173,15 +173,15 @@ class DataSpec:
         mean, std = self._stats(x.device)
         return (x.to(torch.float32) / 255.0 - mean) / std
 
-    def black(self) -> Tensor:
+    def black(self, device: torch.device | str | None = None) -> Tensor:
         """The normalised black image ``[C,H,W]``: ``(0 - mean) / std`` (IG baseline)."""
-        mean, std = self._stats()
+        mean, std = self._stats(device)
         return ((0.0 - mean) / std).expand(self.shape).clone()
 
-    def mean_pixel(self) -> Tensor:
+    def mean_pixel(self, device: torch.device | str | None = None) -> Tensor:
         """Per-channel mean in raw pixel space, uint8 ``[C,1,1]`` (fills removed pixels)."""
         values = [int(np.clip(np.round(m * 255.0), 0, 255)) for m in self.mean]
-        return torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1)
+        return torch.tensor(values, dtype=torch.uint8, device=device).view(-1, 1, 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +203,11 @@ class Dataset:
             x_test=self.x_test[:n_test],
             y_test=self.y_test[:n_test],
         )
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """The same data set with its four tensors on ``device`` (images stay uint8)."""
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
     def __repr__(self) -> str:
         return (

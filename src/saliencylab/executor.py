@@ -1,56 +1,272 @@
-"""Runs a protocol's independent jobs, in-process or in worker processes, storing each one
-the moment it finishes and skipping the ones a previous run already finished."""
+"""Runs a protocol's independent jobs, storing each one the moment it finishes and skipping the
+ones a previous run already finished: in this process, in local worker processes, or as Ray
+tasks (`ray_executor.py`).
+
+A `Job` is `fn(*args, progress=bool, **shared) -> JobOutput | dict`, `fn` a module-level
+function, `job.shared` mapping its keyword arguments to the names of shared inputs. Shared inputs (the data set, cached rankings, a base model) are zero-argument,
+picklable loaders named in `run_jobs(shared=...)`: each worker process calls a loader once and
+keeps the value; Ray calls it once on the driver and ships the value through its object store.
+The driver alone writes to the run store: a job's artifacts first, then its record.
+
+Every job runs with exactly `threads_per_job` torch threads, so a result does not depend on how
+many workers ran it. Worker processes exit when their parent dies (kill -9 or SIGTERM): the
+kernel's parent-death signal, and a watchdog thread as a fallback. A job that raises is
+reported in one line and the others go on; Ctrl-C stops starting jobs, saves the ones that
+finish (a second Ctrl-C stops at once), and says how to resume.
+"""
+
+from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
-from dataclasses import dataclass
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .store import RunStore
+
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class Job:
-    """`fn(*args, progress=bool) -> record` must be a module-level (picklable) function."""
+    key: str  # unique in the run, safe as a file name
+    fn: Callable[..., "JobOutput | dict"]  # module-level function
+    args: tuple = ()
+    shared: dict[str, str] = field(default_factory=dict)  # keyword argument -> shared input
 
-    key: str
-    fn: Callable[..., dict]
-    args: tuple
+
+@dataclass
+class JobOutput:
+    """A job's JSON-able record and the artifacts (torch-saveable) the driver stores for it."""
+
+    record: dict
+    artifacts: dict[str, object] = field(default_factory=dict)
 
 
-def _init_worker(threads: int) -> None:
+@dataclass(frozen=True)
+class ExecOptions:
+    executor: str = "local"  # local | ray
+    workers: int = 1  # local worker processes (1: in this process)
+    ray_address: str | None = None  # None: $RAY_ADDRESS if set, else a local Ray started here
+    threads_per_job: int = 1
+    cpus_per_job: float = 1.0
+    gpus_per_job: float = 0.0
+    max_retries: int = 3  # Ray: retries of a job whose worker died; local: pool restarts
+
+
+@dataclass
+class RunOutcome:
+    finished: int = 0  # jobs finished in this invocation
+    skipped: int = 0  # jobs a previous invocation had finished
+    failed: dict[str, str] = field(default_factory=dict)  # key -> one-line reason
+
+
+def options_from(config, executor: str = "local", workers: int = 1,
+                 ray_address: str | None = None) -> ExecOptions:
+    """ExecOptions from a protocol config's run options and the command line's flags."""
+    return ExecOptions(executor=executor, workers=workers, ray_address=ray_address,
+                       threads_per_job=config.threads_per_job, cpus_per_job=config.cpus_per_job,
+                       gpus_per_job=config.gpus_per_job, max_retries=config.max_retries)
+
+
+def one_line(error: BaseException) -> str:
+    """A job's failure in one line: a UserError's own message, else the exception's type and text."""
+    text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split()) or type(error).__name__
+
+
+# running one job, in any process -----------------------------------------------------------
+_SHARED_CACHE: dict[str, object] = {}  # token -> value, per process
+
+
+def shared_value(token: str, loader: Callable[[], object]):
+    """The value of a shared input, loaded once per process (tokens are unique per run)."""
+    if token not in _SHARED_CACHE:
+        _SHARED_CACHE[token] = loader()
+    return _SHARED_CACHE[token]
+
+
+def execute(job: Job, values: dict, threads: int, progress: bool) -> JobOutput:
+    """Run `job` with `threads` torch threads (restoring the caller's count afterwards)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        output = job.fn(*job.args, progress=progress, **values)
+    finally:
+        torch.set_num_threads(before)
+    return output if isinstance(output, JobOutput) else JobOutput(output)
 
 
-def run_jobs(store: RunStore, jobs: list[Job], workers: int = 1,
+def _values(job: Job, specs: dict) -> dict:
+    """The job's keyword arguments from the shared inputs it names."""
+    return {param: shared_value(*specs[name]) for param, name in job.shared.items()}
+
+
+def _run_in_worker(job: Job, specs: dict, threads: int) -> JobOutput:
+    return execute(job, _values(job, specs), threads, progress=False)
+
+
+def _orphan_guard(parent: int) -> None:
+    """Make this worker die with its parent: PR_SET_PDEATHSIG on Linux, and a watchdog."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    _orphan_guard(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C stops
+
+
+# the driver ---------------------------------------------------------------------------------
+class Driver:
+    """Stores results as they arrive, counts them on a progress bar, collects failures."""
+
+    def __init__(self, store: RunStore, total: int, skipped: int, describe, desc: str):
+        self.store, self.describe = store, describe
+        self.outcome = RunOutcome(skipped=skipped)
+        self.bar = tqdm(total=total, initial=skipped, desc=desc, unit="job", dynamic_ncols=True)
+
+    def finish(self, job: Job, output: JobOutput) -> None:
+        for name, obj in output.artifacts.items():
+            self.store.save_tensor(name, obj)
+        self.store.save_job(job.key, output.record)
+        self.outcome.finished += 1
+        tqdm.write(f"{job.key}: {self.describe(output.record)}")
+        self.bar.update()
+
+    def fail(self, job: Job, reason: str) -> None:
+        self.outcome.failed[job.key] = reason
+        tqdm.write(f"saliencylab: job {job.key} failed: {reason}")
+        self.bar.update()
+
+    def close(self) -> RunOutcome:
+        self.bar.close()
+        self.store.save_failures(self.outcome.failed)
+        return self.outcome
+
+
+def run_jobs(store: RunStore, jobs: list[Job], *, shared: dict[str, Callable[[], object]] | None = None,
+             options: ExecOptions = ExecOptions(),
              describe: Callable[[dict], str] = lambda r: f"accuracy {r['accuracy']:.4f}",
-             desc: str = "jobs") -> None:
-    """Run the unfinished `jobs`. With workers > 1 each worker process gets an equal share of
-    the CPU threads (small models train faster as parallel single-thread processes)."""
+             desc: str = "jobs") -> RunOutcome:
+    """Run the unfinished `jobs` and store each result the moment it arrives."""
+    if options.executor not in EXECUTORS:
+        raise UserError(f"unknown executor {options.executor!r}: choose one of {', '.join(EXECUTORS)}")
     todo = [job for job in jobs if not store.done(job.key)]
     skipped = len(jobs) - len(todo)
     if skipped:
         tqdm.write(f"resuming: {skipped} of {len(jobs)} jobs already finished in {store.dir}")
-    with tqdm(total=len(jobs), initial=skipped, desc=desc, unit="job", dynamic_ncols=True) as bar:
-        def finish(job: Job, record: dict) -> None:
-            store.save_job(job.key, record)
-            tqdm.write(f"{job.key}: {describe(record)}")
-            bar.update()
+    shared = shared or {}
+    token = uuid.uuid4().hex
+    specs = {name: (f"{token}-{name}", loader) for name, loader in shared.items()}
+    driver = Driver(store, len(jobs), skipped, describe, desc)
+    try:
+        if options.executor == "ray":
+            from .ray_executor import run_on_ray
 
-        if workers <= 1 or len(todo) <= 1:
-            for job in todo:
-                finish(job, job.fn(*job.args, progress=True))
+            run_on_ray(driver, todo, shared, options)
+        elif options.workers <= 1 or len(todo) <= 1:
+            _run_here(driver, todo, specs, options)
+        else:
+            _run_in_pool(driver, todo, specs, options)
+    finally:
+        outcome = driver.close()
+    return outcome
+
+
+def _run_here(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions) -> None:
+    for job in todo:
+        try:
+            output = execute(job, _values(job, specs), options.threads_per_job, progress=True)
+        except Exception as e:  # a diverged training, bad input or a bug: this job only
+            driver.fail(job, one_line(e))
+            continue
+        driver.finish(job, output)
+
+
+def _run_in_pool(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions) -> None:
+    """A spawn process pool; a pool broken by a killed worker is restarted for the jobs it
+    lost, up to `max_retries` times."""
+    for attempt in range(options.max_retries + 1):
+        lost = _pool_round(driver, todo, specs, options)
+        if not lost:
             return
-        threads = max(1, torch.get_num_threads() // workers)
-        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(job.fn, *job.args, progress=False): job for job in todo}
+        if attempt < options.max_retries:
+            tqdm.write(f"saliencylab: a worker process died; retrying {len(lost)} job(s)")
+        todo = lost
+    for job in todo:
+        driver.fail(job, "its worker process died on every try")
+
+
+def _pool_round(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions) -> list[Job]:
+    """Run `todo` in one pool; return the jobs lost to a broken pool."""
+    lost: list[Job] = []
+    pool = cf.ProcessPoolExecutor(min(options.workers, len(todo)),
+                                  mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_init_worker, initargs=(os.getpid(),))
+    futures = {}
+    try:
+        for job in todo:
+            job_specs = {name: specs[name] for name in job.shared.values()}
+            futures[pool.submit(_run_in_worker, job, job_specs, options.threads_per_job)] = job
+        _collect(driver, futures, lost)
+    except KeyboardInterrupt:
+        _interrupted(driver, pool, futures)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return lost
+
+
+def _collect(driver: Driver, futures: dict, lost: list[Job]) -> None:
+    for future in cf.as_completed(futures):
+        job = futures[future]
+        try:
+            output = future.result()
+        except cf.process.BrokenProcessPool:
+            lost.append(job)
+            continue
+        except Exception as e:
+            driver.fail(job, one_line(e))
+            continue
+        driver.finish(job, output)
+
+
+def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, futures: dict) -> None:
+    """First Ctrl-C: start nothing new and save the running jobs as they finish; a second one
+    stops the workers at once (their jobs resume from their own checkpoints)."""
+    running = [f for f in futures if not f.cancel() and not f.done()]
+    tqdm.write(f"\nsaliencylab: interrupted; saving {len(running)} running job(s) as they "
+               f"finish (Ctrl-C again to stop now)")
+    try:
+        for future in cf.as_completed(running):
             try:
-                for future in cf.as_completed(futures):
-                    finish(futures[future], future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+                driver.finish(futures[future], future.result())
+            except Exception as e:
+                driver.fail(futures[future], one_line(e))
+    except KeyboardInterrupt:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+    sys.stderr.flush()

@@ -14,8 +14,10 @@ def per_class_precision(pred: Tensor, y: Tensor, classes: int) -> tuple[float, .
 
 
 def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    """Mean and sample standard deviation (ddof=1; 0 for a single value; NaN for none)."""
     values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, 0.0

@@ -1,7 +1,9 @@
 """Registered image classifiers. Each builder adapts to the input shape and class count.
 
 Every model exposes `cam_layer` for Grad-CAM style methods: the rectified output of the last
-convolutional layer (its ReLU module), i.e. the feature maps A^k of Selvaraju et al. 2017.
+convolutional layer (its ReLU module), i.e. the feature maps A^k of Selvaraju et al. 2017. It is
+a property, not a second registration of that module: Captum's DeepLift hooks every
+registered child and fails on a module registered twice.
 Models take normalised float input of shape [B, C, H, W].
 """
 
@@ -40,7 +42,10 @@ class LeNet(nn.Module):
             nn.Linear(120, 84), nn.ReLU(),
             nn.Linear(84, classes),
         )
-        self.cam_layer = self.features[4]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features[4]
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -63,7 +68,10 @@ class SGTNet(nn.Module):
             nn.Dropout(0.5),
             nn.Linear(128, classes),
         )
-        self.cam_layer = self.features[3]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features[3]
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -83,7 +91,10 @@ class TinyCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(_flat_features(self.features, shape), classes),
         )
-        self.cam_layer = self.features[4]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features[4]
 
     def forward(self, x):
         return self.classifier(self.features(x))

@@ -23,9 +23,20 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def fmt_mean_std(values, scale: float = 1.0, digits: int = 2) -> str:
-    """'mean ± std' of `values` times `scale` (e.g. 100 for percentages)."""
+    """'mean ± std' of `values` times `scale` (e.g. 100 for percentages); '–' for none."""
+    if not values:
+        return "–"
     mean, std = mean_std([v * scale for v in values])
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def failures_section(failed: dict[str, str]) -> list[str]:
+    """The report's list of the jobs that failed in this invocation (none: nothing)."""
+    if not failed:
+        return []
+    lines = "\n".join(f"- `{key}`: {reason}" for key, reason in sorted(failed.items()))
+    return [f"## Failed jobs ({len(failed)})\n\nThese stored no result; fix the cause and run "
+            f"the same command again to compute them.\n\n{lines}\n"]
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -10,8 +10,10 @@ default) on the noisy test images for the predicted class -> ReLU -> per-image m
 soft IoU Σmin/Σmax against the clean image in [0, 1].
 
 Each level's model state, mask, metrics and a few example heatmaps are written to
-`artifacts/seed<S>/level<LL>.pt` the moment the level finishes, so a killed run resumes
-at the next unfinished level of each chain.
+`artifacts/seed<S>/level<LL>.pt` (with its sha256) the moment the level finishes, when the
+worker can reach the run directory, so a killed run resumes at the next unfinished level of
+each chain; the finished chain also returns every level to the driver, which stores them (a
+Ray worker on another machine writes nothing itself).
 """
 
 import math
@@ -26,12 +28,13 @@ from tqdm.auto import tqdm
 
 from .. import attribution, data, models
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..executor import Job, run_jobs
+from ..device import on_device, prepare
+from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..metrics import mean_std, soft_iou
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
                        masked_weights, prune, rewind)
-from ..report import fmt_mean_std, markdown_table, save_figure, write_csv
-from ..store import RunStore, atomic_write, atomic_write_text
+from ..report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
+from ..store import RunStore, atomic_write_text, load_verified, save_verified
 from ..training import make_optimizer, predict, train
 
 COLUMNS = ["seed", "level", "density", "accuracy", "accuracy_noisy", "iou"]
@@ -59,6 +62,9 @@ class PruneConfig(RunOptions):
     rewind_epoch: int | None = None  # None: rewind to the pre-trained weights; k: after k epochs
     seeds: tuple[int, ...] = (333, 334, 335)
     method: str = "gradcam++"  # attribution method of the heatmaps
+    # the layer Grad-CAM(++) reads: activation (the ReLU after the last conv: rectified maps) or
+    # conv (the Conv2d itself, pre-ReLU, as pytorch-grad-cam's users pass it), or a module path
+    cam_layer: str = "activation"
     noise: float = 0.2  # background noise: uniform in [0, noise] on zero pixels
     test_noise_seed: int = 0  # the noisy test set is drawn once from this seed
     n_train: int | None = None  # use only the first n images (quick runs); None = all
@@ -71,7 +77,8 @@ class PruneConfig(RunOptions):
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
         check_choice(self.model, models.MODELS, "model")
-        check_choice(self.method, attribution.METHODS, "attribution method")
+        check_choice(self.method, attribution.method_names(), "attribution method")
+        attribution.MethodOptions(cam_layer=self.cam_layer).validate()
         check_choice(self.strategy, STRATEGIES, "pruning strategy")
         check(self.levels >= 0, "levels must be >= 0")
         check(0 < self.fraction < 1, f"fraction must lie in (0, 1), got {self.fraction}")
@@ -95,7 +102,7 @@ class PruneConfig(RunOptions):
 # data and noise ---------------------------------------------------------------------------
 def background_noise(x01: torch.Tensor, generator: torch.Generator, high: float) -> torch.Tensor:
     """Uniform noise in [0, high] on the zero (background) pixels only; other pixels unchanged."""
-    noise = torch.rand(x01.shape, generator=generator) * high
+    noise = torch.rand(x01.shape, generator=generator, device=x01.device) * high
     return torch.where(x01 == 0, noise.to(x01.dtype), x01)
 
 
@@ -150,16 +157,30 @@ def measure(config: PruneConfig, model, ds, x_noisy, explainer) -> tuple[dict, t
 
 
 # one chain of levels per seed --------------------------------------------------------------
-def level_path(run_dir: str | Path, seed: int, level: int) -> Path:
-    return Path(run_dir) / "artifacts" / f"seed{seed}" / f"level{level:02d}.pt"
+SCHEMA = {"seed": int, "levels": list}
 
 
-def _save(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def level_name(seed: int, level: int) -> str:
+    return f"seed{seed}/level{level:02d}.pt"
 
 
-def _load(path: Path):
-    return torch.load(path, weights_only=True)
+def rewind_name(seed: int) -> str:
+    return f"seed{seed}/rewind.pt"
+
+
+class Checkpoints:
+    """A chain's per-level files in the run directory, when this process can reach it."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = Path(run_dir)
+        self.reachable = (self.run_dir / "artifacts").is_dir()
+
+    def load(self, name: str):
+        return load_verified(self.run_dir / "artifacts" / name, self.run_dir) if self.reachable else None
+
+    def save(self, name: str, obj) -> None:
+        if self.reachable:
+            save_verified(self.run_dir / "artifacts" / name, obj)
 
 
 def _clone_state(model) -> dict:
@@ -170,6 +191,7 @@ def pretrain(config: PruneConfig, ds, seed: int, progress: bool):
     """Level 0: the pre-trained model and the rewind-point state."""
     torch.manual_seed(seed)
     model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model.to(ds.x_train.device)
     snapshots = {}
     if config.rewind_epoch == 0:
         snapshots["rewind"] = _clone_state(model)
@@ -180,8 +202,8 @@ def pretrain(config: PruneConfig, ds, seed: int, progress: bool):
 
     train(model, ds.x_train, ds.y_train, ds.spec, config.pretrain, seed,
           augment=partial(background_noise, high=config.noise), on_epoch_end=on_epoch_end,
-          progress=progress, desc=f"seed {seed} pre-train")
-    return model, snapshots.get("rewind", _clone_state(model))
+          progress=progress, desc=f"seed {seed} pre-train", lr_key="pretrain.lr")
+    return model, _cpu(snapshots.get("rewind", _clone_state(model)))
 
 
 def retrain_level(config: PruneConfig, ds, model, masks, seed: int, level: int,
@@ -193,7 +215,7 @@ def retrain_level(config: PruneConfig, ds, model, masks, seed: int, level: int,
     train(model, ds.x_train, ds.y_train, ds.spec, config.retrain, seed + 1000 * level,
           augment=partial(background_noise, high=config.noise),
           after_step=lambda m: enforce(m, masks, optimizer), optimizer=optimizer,
-          progress=progress, desc=f"seed {seed} level {level}")
+          progress=progress, desc=f"seed {seed} level {level}", lr_key="retrain.lr")
 
 
 def layer_columns(masks) -> dict[str, float]:
@@ -201,50 +223,40 @@ def layer_columns(masks) -> dict[str, float]:
             for name, d in layer_densities(masks).items()}
 
 
-def chain_job(config: PruneConfig, run_dir: str, data_dir: str | None, seed: int,
-              progress: bool = True) -> dict:
-    """All levels of one seed, resuming after the last stored level.
-
-    Runs on one CPU thread: tiny_cnn gains nothing from intra-op threads, and on a busy
-    machine two threads per step are many times slower; parallelism comes from the seeds
-    (one worker process each)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _chain(config, run_dir, data_dir, seed, progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _chain(config: PruneConfig, run_dir: str, data_dir: str | None, seed: int,
-           progress: bool) -> dict:
-    ds = load_data(config, data_dir)
-    x_noisy = noisy_test(config, data_dir)
-    explainer = attribution.make_method(config.method, baseline=ds.spec.black(), seed=seed,
-                                        max_batch_rows=config.attribution_batch)
+def chain_job(config: PruneConfig, run_dir: str, seed: int, *, progress: bool, dataset,
+              x_noisy) -> JobOutput:
+    """All levels of one seed, resuming after the last stored level (tiny_cnn gains nothing
+    from intra-op threads: parallelism comes from the seeds, one job each)."""
+    device = prepare(config)
+    ds = on_device(dataset, device)
+    x_noisy = x_noisy.to(device)
+    explainer = attribution.make_method(config.method, black=ds.spec.black(device), seed=seed,
+                                        max_batch_rows=config.attribution_batch,
+                                        cam_layer=config.cam_layer)
     strategy = make_strategy(config.strategy)
-    rewind_path = Path(run_dir) / "artifacts" / f"seed{seed}" / "rewind.pt"
+    checkpoints = Checkpoints(run_dir)
     n_inputs = min(config.n_examples, len(x_noisy))
-    records, previous, rewind_state = [], None, None
+    levels, previous = {}, None
+    rewind_state = checkpoints.load(rewind_name(seed))
     for level in range(config.levels + 1):
-        path = level_path(run_dir, seed, level)
-        if path.exists():
-            previous = _load(path)
-            records.append(previous["metrics"])
+        stored = checkpoints.load(level_name(seed, level))
+        if stored is not None and (level == 0 or previous is not None):
+            previous = levels[level_name(seed, level)] = stored
             continue
         started = time.time()
-        torch.manual_seed(seed)
-        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
-        if level == 0:
+        if level == 0 or rewind_state is None:  # pre-training is deterministic given the seed
             model, rewind_state = pretrain(config, ds, seed, progress)
+            levels[rewind_name(seed)] = rewind_state
+            checkpoints.save(rewind_name(seed), rewind_state)
+        if level == 0:
             masks = full_masks(model)
-            _save(rewind_path, rewind_state)
         else:
-            rewind_state = rewind_state if rewind_state is not None else _load(rewind_path)
+            torch.manual_seed(seed)
+            model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes)).to(device)
             model.load_state_dict(previous["state"])
             generator = torch.Generator().manual_seed(seed * 1000 + level)
-            masks = prune(masked_weights(model), previous["mask"], config.fraction, strategy,
-                          generator)
+            masks = prune(masked_weights(model), {k: m.to(device) for k, m in previous["mask"].items()},
+                          config.fraction, strategy, generator)
             rewind(model, rewind_state, masks)
             retrain_level(config, ds, model, masks, seed, level, progress)
         model.eval()
@@ -254,21 +266,26 @@ def _chain(config: PruneConfig, run_dir: str, data_dir: str | None, seed: int,
         metrics = {"seed": seed, "level": level, "density": kept / total, **metrics,
                    **layer_columns(masks), "kept": kept, "total": total,
                    "seconds": round(time.time() - started, 2)}
-        previous = {"state": _clone_state(model), "mask": masks, "metrics": metrics,
-                    "examples": examples, "inputs": x_noisy[:n_inputs] / 255}
-        _save(path, previous)
-        records.append(metrics)
+        previous = {"state": _cpu(_clone_state(model)), "mask": _cpu(masks), "metrics": metrics,
+                    "examples": examples.cpu(), "inputs": x_noisy[:n_inputs].cpu() / 255}
+        levels[level_name(seed, level)] = previous
+        checkpoints.save(level_name(seed, level), previous)
         layers = ", ".join(f"{k.removeprefix('density_')} {v:.3f}"
                            for k, v in layer_columns(masks).items())
         tqdm.write(f"seed {seed} level {level:2d}: density {kept / total:.4f} ({layers}); "
                    f"accuracy {metrics['accuracy']:.4f}, noisy {metrics['accuracy_noisy']:.4f}, "
                    f"IoU {metrics['iou']:.4f} [{metrics['seconds']:.0f}s]")
-    return {"seed": seed, "levels": records}
+    records = [levels[level_name(seed, lv)]["metrics"] for lv in range(config.levels + 1)]
+    return JobOutput({"seed": seed, "levels": records}, levels)
 
 
-def plan_jobs(config: PruneConfig, store: RunStore, data_dir: str | None) -> list[Job]:
-    return [Job(f"seed{seed}", chain_job, (config, str(store.dir), data_dir, seed))
-            for seed in config.seeds]
+def _cpu(tensors: dict) -> dict:
+    return {k: v.cpu() for k, v in tensors.items()}
+
+
+def plan_jobs(config: PruneConfig, store: RunStore) -> list[Job]:
+    return [Job(f"seed{seed}", chain_job, (config, str(store.dir), seed),
+                {"dataset": "dataset", "x_noisy": "x_noisy"}) for seed in config.seeds]
 
 
 def _describe(record: dict) -> str:
@@ -278,15 +295,21 @@ def _describe(record: dict) -> str:
 
 
 def run(config: PruneConfig, out: str, name: str, data_dir: str | None = None,
-        workers: int = 1) -> Path:
+        options: ExecOptions = ExecOptions()) -> Path:
     """Run (or resume) the protocol and write its report; returns the run directory."""
     config.validate()
+    prepare(config)  # a CUDA device that is absent surfaces here, before any work
     started = time.time()
     load_data(config, data_dir)  # a data problem surfaces here, once, as a UserError
-    store = RunStore(out, name, config)
-    run_jobs(store, plan_jobs(config, store, data_dir), workers=workers, describe=_describe,
-             desc=name)
-    write_report(config, store, time.time() - started)
+    store = RunStore(out, name, config, SCHEMA)
+    try:
+        shared = {"dataset": partial(load_data, config, data_dir),
+                  "x_noisy": partial(noisy_test, config, data_dir)}
+        outcome = run_jobs(store, plan_jobs(config, store), shared=shared, options=options,
+                           describe=_describe, desc=name)
+        write_report(config, store, time.time() - started, outcome.failed)
+    finally:
+        store.close()
     return store.dir
 
 
@@ -329,11 +352,11 @@ def default_grid_levels(levels: int, count: int = 6) -> list[int]:
     return sorted({round(i * levels / (count - 1)) for i in range(count)})
 
 
-def heatmap_grid(path: Path, run_dir: Path, seed: int, levels: list[int]) -> bool:
+def heatmap_grid(path: Path, store: RunStore, seed: int, levels: list[int]) -> bool:
     import matplotlib.pyplot as plt
 
-    checkpoints = {lv: _load(level_path(run_dir, seed, lv)) for lv in levels
-                   if level_path(run_dir, seed, lv).exists()}
+    loaded = {lv: store.load_tensor(level_name(seed, lv)) for lv in levels}
+    checkpoints = {lv: c for lv, c in loaded.items() if c is not None}
     if not checkpoints:
         return False
     first = next(iter(checkpoints.values()))
@@ -359,8 +382,14 @@ def heatmap_grid(path: Path, run_dir: Path, seed: int, levels: list[int]) -> boo
     return True
 
 
-def write_report(config: PruneConfig, store: RunStore, seconds: float) -> None:
+def write_report(config: PruneConfig, store: RunStore, seconds: float,
+                 failed: dict[str, str]) -> None:
     rows = rows_of(store)
+    if not rows:
+        atomic_write_text(store.dir / "report.md", "\n".join([
+            f"# Pruning vs explanation quality: {config.dataset}, {config.model}\n",
+            "No chain of levels finished.\n", *failures_section(failed)]))
+        return
     layer_keys = [k for k in rows[0] if k.startswith("density_")]
     write_csv(store.dir / "results.csv", rows, COLUMNS + layer_keys)
     levels = sorted({r["level"] for r in rows})
@@ -397,7 +426,8 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float) -> None:
             f"{config.levels} levels of {config.strategy} pruning, {100 * config.fraction:g}% of "
             f"the remaining conv and linear weights per level (global), rewinding the survivors "
             f"to {rewind_point} and retraining {config.retrain.epochs} epochs; seeds "
-            f"{', '.join(map(str, config.seeds))}. Heatmaps: {config.method} on the noisy test "
+            f"{', '.join(map(str, config.seeds))}. Heatmaps: {config.method} (CAM layer: "
+            f"{config.cam_layer}) on the noisy test "
             f"images ({'all' if config.n_heatmaps is None else f'first {config.n_heatmaps}'}), "
             f"predicted class, ReLU + min-max; IoU = Σmin/Σmax against the clean image in [0, 1]. "
             f"Background noise: uniform in [0, {config.noise:g}] on zero pixels. "
@@ -419,9 +449,10 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float) -> None:
             "![accuracy and IoU vs level](vs_level.png)\n",
             "![accuracy and IoU vs density](vs_density.png)\n",
             "## Density per layer (mean over seeds)\n",
-            markdown_table(["level"] + [k.removeprefix("density_") for k in layer_keys], per_layer)]
+            markdown_table(["level"] + [k.removeprefix("density_") for k in layer_keys], per_layer),
+            *failures_section(failed)]
     grid_levels = list(config.grid_levels) or default_grid_levels(max(levels))
-    if heatmap_grid(store.dir / "heatmaps.png", store.dir, config.seeds[0], grid_levels):
+    if heatmap_grid(store.dir / "heatmaps.png", store, config.seeds[0], grid_levels):
         text += [f"## Example heatmaps (seed {config.seeds[0]})\n", "![heatmaps](heatmaps.png)\n"]
     _plots(store.dir, levels, densities, means, stds, config)
     atomic_write_text(store.dir / "report.md", "\n".join(text))

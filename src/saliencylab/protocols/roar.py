@@ -5,22 +5,27 @@
 2. Replace the top-t% pixels of every image by the data set's mean pixel value.
 3. Train a fresh model on the modified train set, test it on the modified test set, per seed.
 The `random` method is the baseline: a seeded random ranking per image, fixed for the run.
+
+Jobs get the data set and the rankings as shared inputs (loaded once per worker process, or
+shipped through Ray's object store), and run on the configured device.
 """
 
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
 
 from .. import attribution, data, models
+from ..attribution import MethodOptions
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..executor import Job, run_jobs
+from ..device import on_device, prepare
+from ..executor import ExecOptions, Job, run_jobs
 from ..masking import fill_mean, rank_pixels, removal_mask
 from ..metrics import mean_std
-from ..report import errorbar_plot, fmt_mean_std, markdown_table, write_csv
-from ..store import RunStore, atomic_write_text
+from ..report import errorbar_plot, failures_section, fmt_mean_std, markdown_table, write_csv
+from ..store import RunStore, atomic_write_text, load_verified
 from ..training import evaluate, predict, train
 
 REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
@@ -37,8 +42,8 @@ class RoarConfig(RunOptions):
     base_seed: int = 1000  # seed of the base model that the attributions explain
     kar: bool = False  # keep and retrain: remove the least important pixels instead
     target: str = "predicted"  # predicted | label: the class the attribution explains
-    ig_steps: int = 50
-    attribution_batch: int = 256
+    attribution: MethodOptions = field(default_factory=MethodOptions)  # every method's knobs
+    attribution_batch: int = 256  # images per attribution call
     n_train: int | None = None  # use only the first n images (quick runs); None = all
     n_test: int | None = None
 
@@ -46,7 +51,7 @@ class RoarConfig(RunOptions):
         check_choice(self.dataset, data.DATASETS, "dataset")
         check_choice(self.model, models.MODELS, "model")
         for method in self.methods:
-            check_choice(method, attribution.METHODS, "attribution method")
+            check_choice(method, attribution.method_names(), "attribution method")
         check(len(self.methods) > 0, "methods must name at least one attribution method")
         check(len(self.thresholds) > 0, "thresholds must list at least one percentage, e.g. "
               "--set thresholds=0,10,30,50,70,90")
@@ -59,8 +64,8 @@ class RoarConfig(RunOptions):
         check_count(self.n_train, "n_train")
         check_count(self.n_test, "n_test")
         check(self.target in ("predicted", "label"), "target must be predicted or label")
-        check(self.ig_steps >= 1 and self.attribution_batch >= 1,
-              "ig_steps and attribution_batch must be >= 1")
+        check(self.attribution_batch >= 1, "attribution_batch must be >= 1")
+        self.attribution.validate()
         self.train.validate()
         self.validate_run_options()
 
@@ -74,9 +79,16 @@ def load_data(config: RoarConfig, data_dir: str | None) -> "data.Dataset":
     return data.load_dataset(config.dataset, data_dir).subset(config.n_train, config.n_test)
 
 
-@lru_cache(maxsize=4)
+SCHEMA = {"method": str, "threshold": float, "seed": int, "accuracy": float}
+
+
 def load_ranking(run_dir: str, method: str) -> dict:
-    return torch.load(Path(run_dir) / "artifacts" / f"ranking-{method}.pt", weights_only=True)
+    """A cached ranking, verified against its sha256 (computed by `compute_rankings`)."""
+    return load_verified(Path(run_dir) / "artifacts" / ranking_artifact(method), Path(run_dir))
+
+
+def ranking_artifact(method: str) -> str:
+    return f"ranking-{method}.pt"
 
 
 def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config: RoarConfig,
@@ -85,17 +97,17 @@ def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config
     return fill_mean(x, mask, spec.mean_pixel())
 
 
-def roar_job(config: RoarConfig, run_dir: str, data_dir: str | None, method: str,
-             threshold: float, seed: int, progress: bool = True) -> dict:
+def roar_job(config: RoarConfig, method: str, threshold: float, seed: int, *, progress: bool,
+             dataset, ranking: dict | None = None) -> dict:
     """Train a fresh model on the modified train set and test it on the modified test set."""
-    ds = load_data(config, data_dir)
+    device = prepare(config)
+    ds = on_device(dataset, device)
     x_train, x_test = ds.x_train, ds.x_test
     if method != REFERENCE:
-        ranking = load_ranking(run_dir, method)
-        x_train = remove_pixels(x_train, ranking["train"], threshold, config, ds.spec)
-        x_test = remove_pixels(x_test, ranking["test"], threshold, config, ds.spec)
+        x_train = remove_pixels(x_train, ranking["train"].to(device), threshold, config, ds.spec)
+        x_test = remove_pixels(x_test, ranking["test"].to(device), threshold, config, ds.spec)
     torch.manual_seed(seed)
-    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes)).to(device)
     train(model, x_train, ds.y_train, ds.spec, config.train, seed, progress=progress,
           desc=job_key(method, threshold, seed))
     result = evaluate(model, x_test, ds.y_test, ds.spec)
@@ -106,6 +118,7 @@ def base_model(config: RoarConfig, ds, store: RunStore) -> tuple[torch.nn.Module
     """The model the attributions explain: trained once per run, then loaded from the run."""
     torch.manual_seed(config.base_seed)
     model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model.to(ds.x_train.device)
     cached = store.load_tensor("base_model.pt")
     if cached is None:
         train(model, ds.x_train, ds.y_train, ds.spec, config.train, config.base_seed,
@@ -121,48 +134,61 @@ def base_model(config: RoarConfig, ds, store: RunStore) -> tuple[torch.nn.Module
 def compute_rankings(config: RoarConfig, ds, model, store: RunStore) -> None:
     """Attribute every train and test image once per method and cache the pixel rankings."""
     for method in config.methods:
-        name = f"ranking-{method}.pt"
-        if store.artifact(name).exists():
+        name = ranking_artifact(method)
+        if store.load_tensor(name) is not None:
             continue
-        explainer = attribution.make_method(method, baseline=ds.spec.black(), seed=config.base_seed,
-                                            ig_steps=config.ig_steps)
+        explainer = attribution.make_method(method, config.attribution,
+                                            black=ds.spec.black(ds.x_train.device))
         ranking = {}
         for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
             target = y if config.target == "label" else predict(model, x, ds.spec).argmax(1)
             a = attribution.attribute_dataset(explainer, model, x, target, ds.spec,
                                               batch_size=config.attribution_batch,
                                               desc=f"{method} ({split})")
-            ranking[split] = rank_pixels(a)
+            ranking[split] = rank_pixels(a).cpu()
         store.save_tensor(name, ranking)
 
 
-def plan_jobs(config: RoarConfig, store: RunStore, data_dir: str | None) -> list[Job]:
+def plan_jobs(config: RoarConfig) -> list[Job]:
     keys = [(REFERENCE, 0.0, s) for s in config.seeds if 0 in config.thresholds]
     keys += [(m, t, s) for m in config.methods for t in config.thresholds if t > 0
              for s in config.seeds]
-    return [Job(job_key(m, t, s), roar_job, (config, str(store.dir), data_dir, m, t, s))
-            for m, t, s in keys]
+    return [Job(job_key(m, t, s), roar_job, (config, m, t, s),
+                {"dataset": "dataset"} if m == REFERENCE else
+                {"dataset": "dataset", "ranking": f"ranking-{m}"}) for m, t, s in keys]
+
+
+def shared_inputs(config: RoarConfig, store: RunStore, data_dir: str | None) -> dict:
+    inputs = {"dataset": partial(load_data, config, data_dir)}
+    inputs.update({f"ranking-{m}": partial(load_ranking, str(store.dir), m) for m in config.methods})
+    return inputs
 
 
 def run(config: RoarConfig, out: str, name: str, data_dir: str | None = None,
-        workers: int = 1) -> Path:
+        options: ExecOptions = ExecOptions()) -> Path:
     """Run (or resume) the protocol and write its report; returns the run directory."""
     config.validate()
+    device = prepare(config)
     started = time.time()
     ds = load_data(config, data_dir)
-    store = RunStore(out, name, config)
-    model, base_accuracy = base_model(config, ds, store)
-    compute_rankings(config, ds, model, store)
-    run_jobs(store, plan_jobs(config, store, data_dir), workers=workers, desc=name)
-    write_report(config, store, base_accuracy, time.time() - started)
+    store = RunStore(out, name, config, SCHEMA)
+    try:
+        model, base_accuracy = base_model(config, on_device(ds, device), store)
+        compute_rankings(config, on_device(ds, device), model, store)
+        outcome = run_jobs(store, plan_jobs(config), shared=shared_inputs(config, store, data_dir),
+                           options=options, desc=name)
+        write_report(config, store, ds.spec, base_accuracy, time.time() - started, outcome.failed)
+    finally:
+        store.close()
     return store.dir
 
 
 # report --------------------------------------------------------------------------------------
-def write_report(config: RoarConfig, store: RunStore, base_accuracy: float, seconds: float) -> None:
+def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float,
+                 seconds: float, failed: dict[str, str]) -> None:
     records = sorted(store.records(), key=lambda r: (r["method"] != REFERENCE, r["method"],
                                                       r["threshold"], r["seed"]))
-    classes = sum(k.startswith("precision_") for k in records[0])
+    classes = len(spec.classes)
     write_csv(store.dir / "results.csv", records,
               ["method", "threshold", "seed", "accuracy"] + [f"precision_{c}" for c in range(classes)])
 
@@ -170,7 +196,7 @@ def write_report(config: RoarConfig, store: RunStore, base_accuracy: float, seco
         method = REFERENCE if threshold == 0 else method
         return [r for r in records if r["method"] == method and r["threshold"] == threshold]
 
-    thresholds = [t for t in config.thresholds if runs(config.methods[0], t)]
+    thresholds = [t for t in config.thresholds if any(runs(m, t) for m in config.methods)]
     mode = "KAR (keep and retrain)" if config.kar else "ROAR (remove and retrain)"
     accuracy_rows = [[m] + [fmt_mean_std([r["accuracy"] for r in runs(m, t)], 100)
                             for t in thresholds] for m in config.methods]
@@ -183,7 +209,7 @@ def write_report(config: RoarConfig, store: RunStore, base_accuracy: float, seco
             f"methods.\n",
             "## Test accuracy (%), mean ± std over seeds\n",
             markdown_table(["method"] + [f"{t:g}%" for t in thresholds], accuracy_rows),
-            "![accuracy vs threshold](accuracy.png)\n"]
+            "![accuracy vs threshold](accuracy.png)\n", *failures_section(failed)]
     series = {}
     for method in config.methods:
         stats = [mean_std([100 * r["accuracy"] for r in runs(method, t)]) for t in thresholds]

@@ -1,0 +1,120 @@
+"""Attribution methods behind one verb: ``method.attribute(model, x, target) -> a``.
+
+- ``x`` is the normalised float input ``[B, C, H, W]`` the model takes;
+- ``target`` is a LongTensor ``[B]`` of class indices;
+- ``a`` is float32 ``[B, 1, H, W]`` on the device of ``x``.
+
+Input-space methods sum the signed per-channel attribution over channels (consumers rank by
+absolute value); CAM methods return the ReLU'd map upsampled to ``H x W``. Every knob lives
+in :class:`MethodOptions`. Memory is bounded: no forward pass holds more than
+``max_batch_rows`` rows, whatever the size of ``x``.
+
+Bring your own method: ``register(name, factory)`` with ``factory(options) -> method``, or
+install a package that declares it in the ``saliencylab.methods`` entry-point group
+(``name = "package.module:factory"``). A registered method is available to every protocol.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .cam import GradCAM, GradCAMPlusPlus
+from .gradients import (DeepLiftMethod, DeepLiftShapMethod, Gradient, GradientShapMethod,
+                        GuidedBackpropMethod, InputXGradientMethod, IntegratedGradientsMethod,
+                        SmoothGrad, SmoothGradSquared, VarGrad)
+from .options import MethodOptions
+from .perturbation import OcclusionMethod, RandomMethod
+
+__all__ = ["AttributionMethod", "METHODS", "MethodOptions", "attribute_dataset", "make_method",
+           "method_names", "register"]
+
+
+class AttributionMethod(Protocol):
+    name: str
+
+    def attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor: ...
+
+
+_BUILTIN = {cls.name: cls for cls in (
+    Gradient, IntegratedGradientsMethod, SmoothGrad, SmoothGradSquared, VarGrad,
+    GuidedBackpropMethod, InputXGradientMethod, DeepLiftMethod, DeepLiftShapMethod,
+    GradientShapMethod, OcclusionMethod, GradCAM, GradCAMPlusPlus, RandomMethod)}
+METHODS: tuple[str, ...] = tuple(_BUILTIN)  # the built-in methods
+_REGISTERED: dict[str, Callable[[MethodOptions], AttributionMethod]] = {}
+_PLUGINS_LOADED = False
+ENTRY_POINT_GROUP = "saliencylab.methods"
+
+
+def register(name: str, factory: Callable[[MethodOptions], AttributionMethod],
+             replace: bool = False) -> None:
+    """Make `factory(options) -> method` available as `name` to every protocol."""
+    if not replace and (name in _BUILTIN or name in _REGISTERED):
+        raise UserError(f"attribution method {name!r} already exists: pick another name, or "
+                        f"register(..., replace=True)")
+    _REGISTERED[name] = factory
+
+
+def _load_plugins() -> None:
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            factory = entry.load()
+        except Exception as e:
+            raise UserError(f"the attribution plugin {entry.name!r} ({entry.value}) failed to "
+                            f"load: {type(e).__name__}: {e}") from None
+        _REGISTERED.setdefault(entry.name, factory)
+
+
+def method_names() -> tuple[str, ...]:
+    """Every method a protocol can use: built-in, registered and installed plugins."""
+    _load_plugins()
+    return METHODS + tuple(n for n in _REGISTERED if n not in _BUILTIN)
+
+
+def make_method(name: str, options: MethodOptions | None = None, *, black: Tensor | None = None,
+                baseline_image: Tensor | None = None, absolute: bool = False,
+                **overrides) -> AttributionMethod:
+    """The method `name` with `options` (default MethodOptions()) and any field overridden by
+    keyword (`make_method("integrated_gradients", ig_steps=16)`). `black` is the data set's
+    normalised black image (baseline "black"); `baseline_image` an explicit baseline;
+    `absolute` takes |gradient| per channel for `gradient` (Captum Saliency's default)."""
+    options = options or MethodOptions()
+    if overrides:
+        import dataclasses
+
+        try:
+            options = dataclasses.replace(options, **overrides)
+        except TypeError as e:
+            raise UserError(f"unknown attribution option: {e}") from None
+    if name in _BUILTIN:
+        cls = _BUILTIN[name]
+        kwargs = {"absolute": absolute} if cls is Gradient else {}
+        return cls(options, black=black, baseline_image=baseline_image, **kwargs)
+    _load_plugins()
+    if name in _REGISTERED:
+        return _REGISTERED[name](options)
+    raise UserError(f"unknown attribution method {name!r}: choose one of {', '.join(method_names())}")
+
+
+def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, target: Tensor,
+                      spec, batch_size: int = 256, progress: bool = True,
+                      desc: str = "attribution") -> Tensor:
+    """Attribute every uint8 image of `x` in batches, with a progress bar -> float32 [N,1,H,W]
+    on x's device."""
+    from tqdm.auto import tqdm
+
+    from ..training import prepare_batch
+
+    maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),
+                             target[i:i + batch_size])
+            for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch",
+                          disable=not progress, leave=False, dynamic_ncols=True)]
+    return torch.cat(maps) if maps else torch.zeros(0, 1, *x.shape[2:], device=x.device)

@@ -1,0 +1,79 @@
+"""Jobs as Ray tasks: `--executor ray` on a laptop (a local Ray started here) or a cluster
+(`--ray-address ADDR`, or `$RAY_ADDRESS`).
+
+- Each job is a task with `num_cpus=cpus_per_job`, `num_gpus=gpus_per_job` (a fraction lets
+  several small jobs share one GPU) and `max_retries`: Ray runs it again when its worker
+  process or node dies. A job that raises is not retried: it is reported in one line.
+- Shared inputs are loaded once on the driver and `ray.put` into the object store; tasks get
+  them as top-level arguments, which Ray resolves, so a worker on another machine needs only
+  the installed package, never the driver's files.
+- The driver keeps the run store: each result is stored the moment `ray.wait` returns it.
+- Ctrl-C cancels the outstanding tasks; the same command resumes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tqdm.auto import tqdm
+
+from .errors import UserError
+from .executor import ExecOptions, Job, JobOutput, execute, one_line
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'saliencylab[ray]'") from None
+    return ray
+
+
+def connect(options: ExecOptions):
+    """Join the cluster at `ray_address` (or $RAY_ADDRESS), else start a local Ray."""
+    ray = _ray()
+    if not ray.is_initialized():
+        address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(f"cannot reach the Ray cluster at {address}: {one_line(e)}; "
+                            f"start it with `ray start --head` or fix --ray-address") from None
+    return ray
+
+
+def _task(job: Job, params: tuple[str, ...], threads: int, *values) -> JobOutput:
+    """The body of every Ray task: the shared values arrive resolved, in `params` order."""
+    return execute(job, dict(zip(params, values)), threads, progress=False)
+
+
+def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> None:
+    ray = connect(options)
+    task = ray.remote(_task).options(num_cpus=options.cpus_per_job, num_gpus=options.gpus_per_job,
+                                     max_retries=options.max_retries, retry_exceptions=False)
+    needed = sorted({name for job in todo for name in job.shared.values()})
+    refs = {name: ray.put(shared[name]()) for name in needed}  # each loaded once, on the driver
+    pending = {}
+    for job in todo:
+        params = tuple(job.shared)
+        values = (refs[job.shared[p]] for p in params)
+        pending[task.remote(job, params, options.threads_per_job, *values)] = job
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                output = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as e:
+                driver.fail(job, one_line(e.cause if e.cause is not None else e))
+                continue
+            except ray.exceptions.RayError as e:  # worker or node lost after every retry
+                driver.fail(job, f"lost on Ray after {options.max_retries} retries ({type(e).__name__})")
+                continue
+            driver.finish(job, output)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        tqdm.write(f"\nsaliencylab: interrupted; cancelled {len(pending)} Ray task(s)")
+        raise
