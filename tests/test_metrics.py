@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from saliencylab.metrics import drop_curve_auc, mean_std, per_class_precision, soft_iou
+from saliencylab.metrics import mean_std, per_class_precision, soft_iou
 
 
 def test_per_class_precision_by_hand():
@@ -14,11 +14,6 @@ def test_per_class_precision_by_hand():
 def test_mean_std_uses_sample_std():
     assert mean_std([1, 2, 3, 4]) == pytest.approx((2.5, 1.2909944))
     assert mean_std([5]) == (5.0, 0.0)
-
-
-def test_drop_curve_auc_trapezoid_in_percent_and_fraction():
-    assert drop_curve_auc([0, 0.5, 1], [100, 50, 10]) == pytest.approx(0.5 * 75 + 0.5 * 30)
-    assert drop_curve_auc([0, 1], [100, 100]) == pytest.approx(100)
 
 
 def test_soft_iou_planted_answers():

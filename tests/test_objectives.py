@@ -12,6 +12,7 @@ from saliencylab.models import build_model
 from saliencylab.objectives import (SGT, SMOOT, ObjectiveConfig, Traditional, lowest_mask,
                                     make_objective, smoot_delta, smoot_update)
 from saliencylab.protocols import saliency_training as st
+from saliencylab.protocols import sgt_eval
 from saliencylab.training import train
 
 torch.set_num_threads(1)
@@ -48,13 +49,13 @@ def test_mask_keeps_exactly_the_top_share_and_fills_within_the_kept_range(k):
             assert not torch.equal(filled, x[i][mask[i]])
 
 
-def test_per_image_percentages_and_signed_vs_absolute_saliency():
+def test_per_image_counts_and_signed_vs_absolute_saliency():
     s = torch.tensor([[-5.0, -1.0, 0.5, 2.0, 3.0]]).view(1, 1, 1, 5).repeat(2, 1, 1, 1)
-    mask = lowest_mask(s, torch.tensor([20, 60]))
+    mask = lowest_mask(s, torch.tensor([1, 3]))
     assert mask.flatten(1).tolist() == [[True, False, False, False, False],
                                         [True, True, True, False, False]]
     # absolute saliency: -5 is the most salient, so 0.5 and -1 go first
-    assert lowest_mask(s.abs(), 40).flatten(1)[0].tolist() == [False, True, True, False, False]
+    assert lowest_mask(s.abs(), 2).flatten(1)[0].tolist() == [False, True, True, False, False]
 
 
 # SMOOT K update ------------------------------------------------------------------------------
@@ -81,11 +82,20 @@ def test_k_update_matches_a_hand_computed_case():
     assert k.tolist() == [20, 80]
 
 
-def test_smoot_step_masks_with_the_current_k_then_updates_it():
-    objective = SMOOT(ObjectiveConfig(k_init=50), n_train=4, classes=6)
+@pytest.mark.parametrize("unit, start, after_one, after_two", [
+    # percent: K in integer percent; 16 pixels, so 50% masks 8 pixels
+    ("percent", 50, [50, 47, 50, 47], [50, 47, 47, 44]),
+    # pixels: K starts at ⌊50% · 16⌋ = 8 pixels and moves by ⌊μ·δ⌋ = −3 pixels, bounded by
+    # ⌊20% · 16⌋ = 3 and ⌊80% · 16⌋ = 12 pixels
+    ("pixels", 8, [8, 5, 8, 5], [8, 5, 5, 3]),
+])
+def test_smoot_step_masks_with_the_current_k_then_updates_it(unit, start, after_one, after_two):
+    objective = SMOOT(ObjectiveConfig(k_init=50, k_unit=unit, saliency_pass="shared"), n_train=4,
+                      classes=6, pixels=16)  # one forward of x, then one of x̃
+    assert objective.K.tolist() == [start] * 4
     seen = []
     real = objective.masked_input
-    objective.masked_input = lambda x, s, percent: seen.append(percent.clone()) or real(x, s, percent)
+    objective.masked_input = lambda x, s, counts: seen.append(counts.clone()) or real(x, s, counts)
     p = torch.tensor([[0.5, 0.25, 0.125, 0.0625, 0.03125, 0.03125]])
     p_masked = torch.tensor([[0.25, 0.375, 0.125, 0.125, 0.0625, 0.0625]])
 
@@ -103,26 +113,29 @@ def test_smoot_step_masks_with_the_current_k_then_updates_it():
     model = Fixed()
     x = torch.randn(2, 1, 4, 4)
     objective(model, x, torch.tensor([0, 1]), torch.tensor([1, 3]))
-    assert seen[0].tolist() == [50, 50]
-    assert objective.K.tolist() == [50, 47, 50, 47]
+    assert seen[0].tolist() == [8, 8]  # pixels masked: 50% of 16 in either unit
+    assert objective.K.tolist() == after_one
     objective(model, x, torch.tensor([0, 1]), torch.tensor([3, 2]))
-    assert seen[1].tolist() == [47, 50]
-    assert objective.K.tolist() == [50, 47, 47, 44]
+    masked = [int(math.floor(k * 16 / 100)) if unit == "percent" else k for k in after_one]
+    assert seen[1].tolist() == [masked[3], masked[2]]
+    assert objective.K.tolist() == after_two
 
 
-def test_k_stays_within_bounds_under_extreme_steps():
-    x, y = toy_data()
-    cfg = ObjectiveConfig(mu=1000.0, k_min=30, k_max=60, k_init=45)
-    objective = SMOOT(cfg, n_train=len(x), classes=10)
+def test_k_in_pixels_stays_within_20_and_80_percent_of_the_pixels():
+    x, y = toy_data()  # 8x8 = 64 pixels: K starts at ⌊0.5·64⌋ = 32, bounds ⌊0.2·64⌋ = 12, ⌊0.8·64⌋ = 51
+    objective = SMOOT(ObjectiveConfig(mu=1000.0), n_train=len(x), classes=10, pixels=64)
+    assert (objective.K == 32).all() and (objective.k_min, objective.k_max) == (12, 51)
     model = build_model("tiny_cnn", SPEC.shape, 10)
     ks = []
     train(model, x, y, SPEC, TrainConfig(epochs=3, batch_size=32, lr=0.05), seed=0,
           objective=objective, on_epoch_end=lambda e: ks.append(objective.K.clone()),
           progress=False)
-    for k in ks:
-        assert k.min() >= 30 and k.max() <= 60
-    assert set(torch.cat(ks).unique().tolist()) <= set(range(30, 61))
-    assert (torch.cat(ks) != 45).any()  # it moved
+    k = torch.cat(ks)
+    assert k.min() >= 12 and k.max() <= 51
+    assert (k == 12).any() or (k == 51).any()  # μ = 1000 drives K to a bound
+    assert objective.k_stats(64) == {"k_min": float(objective.K.min()),
+                                     "k_median": float(objective.K.double().median()),
+                                     "k_max": float(objective.K.max())}
 
 
 # λ = 0 ---------------------------------------------------------------------------------------
@@ -162,11 +175,11 @@ def test_lambda_zero_gives_the_cross_entropy_gradient_with_dropout():
 def test_make_objective_rejects_unknown_names_and_bad_configs():
     from saliencylab.errors import UserError
     with pytest.raises(UserError, match="unknown objective 'sgd'"):
-        make_objective("sgd", ObjectiveConfig(), 10, 10)
+        make_objective("sgd", ObjectiveConfig(), 10, 10, 64)
     with pytest.raises(UserError, match="k_init"):
         ObjectiveConfig(k_init=90).validate()
     with pytest.raises(UserError, match="exceeds"):
-        make_objective("smoot", ObjectiveConfig(n=5), 10, 3)
+        make_objective("smoot", ObjectiveConfig(n=5), 10, 3, 64)
 
 
 # planted AUC ---------------------------------------------------------------------------------
@@ -193,13 +206,82 @@ def test_planted_block_model_has_lower_auc_than_rankings_that_ignore_the_block()
     y = planted(SPEC.normalize(x)).argmax(1)
     ds = type("DS", (), {"x_test": x, "y_test": y, "spec": SPEC})()
 
-    def evaluate(**eval_fields):
-        config = st.SaliencyTrainingConfig(eval=st.EvalConfig(**eval_fields))
-        return st.evaluate_model(config, planted, ds)
+    def evaluate(method="gradient", fill="uniform", **eval_fields):
+        config = st.SaliencyTrainingConfig(eval=st.EvalConfig(methods=(method,), fills=(fill,),
+                                                               **eval_fields))
+        record = sgt_eval.evaluate_model(config, planted, ds)
+        return record["accuracy"], record["curves"][method][fill], record["auc"][method][fill]
 
-    faithful = evaluate()
-    assert faithful["accuracy"] == 1.0 and faithful["drop_0"] == 100.0
-    assert faithful["drop_20"] < 25  # the block (14% of the pixels) is gone by 20%
-    assert faithful["auc"] < evaluate(method="random")["auc"] - 20
-    assert faithful["auc"] < evaluate(order="least")["auc"] - 40
-    assert faithful["auc"] < evaluate(fill="mean")["auc"] + 5  # mean fill: also destroyed
+    accuracy, curve, faithful = evaluate()
+    assert accuracy == 1.0 and curve[0] == 100.0
+    assert curve[2] < 25  # the block (14% of the pixels) is gone by 20%
+    assert faithful < evaluate(method="random")[2] - 20
+    assert faithful < evaluate(order="least")[2] - 40
+    assert faithful < evaluate(fill="mean")[2] + 5  # mean fill: also destroyed
+
+
+def test_the_multi_method_evaluation_gives_one_auc_per_method_and_fill():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (60, 1, 8, 8), dtype=torch.uint8, generator=g)
+    model = build_model("tiny_cnn", SPEC.shape, 10)
+    ds = type("DS", (), {"x_test": x, "y_test": torch.randint(0, 10, (60,), generator=g),
+                         "spec": SPEC})()
+    methods, fills = ("gradient", "deeplift", "random"), ("corner", "mean")
+    config = st.SaliencyTrainingConfig(eval=st.EvalConfig(
+        methods=methods, fills=fills,
+        attribution=st.AUTHORS_OPTIONS.__class__(baseline="uniform", shap_baselines=2)))
+    record = sgt_eval.evaluate_model(config, model, ds)
+    for key in ("auc", "auc_0_90"):
+        assert set(record[key]) == set(methods)
+        assert all(set(record[key][m]) == set(fills) for m in methods)
+    curve = record["curves"]["gradient"]["corner"]
+    assert record["auc"]["gradient"]["corner"] == pytest.approx(
+        sum((curve[i] + curve[i + 1]) / 2 * 0.1 for i in range(10)))
+    assert record["auc_0_90"]["gradient"]["corner"] == pytest.approx(
+        sum((curve[i] + curve[i + 1]) / 2 * 0.1 for i in range(9)))
+
+
+# the training saliency, as in the authors' code ------------------------------------------------
+def test_training_saliency_is_the_gradient_of_log_softmax_of_the_label():
+    torch.manual_seed(0)
+    model = build_model("tiny_cnn", SPEC.shape, 10).eval()
+    x, y = toy_data(6)
+    xb = SPEC.normalize(x)
+    x_ = xb.clone().requires_grad_(True)
+    score = torch.log_softmax(model(x_), 1).gather(1, y[:, None]).sum()
+    (expected,) = torch.autograd.grad(score, x_)
+    for saliency_pass in ("eval", "shared"):
+        _, s = SGT(ObjectiveConfig(saliency_pass=saliency_pass)).saliency(model, xb, y)
+        torch.testing.assert_close(s, expected)
+    _, logit = SGT(ObjectiveConfig(saliency_output="logit")).saliency(model, xb, y)
+    assert not torch.allclose(logit, expected)
+
+
+def test_the_eval_mode_pass_uses_no_dropout_and_leaves_the_model_training():
+    torch.manual_seed(0)
+    model = build_model("sgt_cnn", SPEC.shape, 10).train()
+    x, y = toy_data(4)
+    xb = SPEC.normalize(x)
+    objective = SGT(ObjectiveConfig(saliency_pass="eval"))
+    first = objective.saliency(model, xb, y)[1]
+    second = objective.saliency(model, xb, y)[1]
+    assert model.training and all(m.training for m in model.modules())
+    torch.testing.assert_close(first, second)  # dropout would make two passes differ
+    shared = SGT(ObjectiveConfig(saliency_pass="shared"))
+    assert not torch.allclose(shared.saliency(model, xb, y)[1], shared.saliency(model, xb, y)[1])
+
+
+def test_the_fill_range_is_the_remaining_pixels_or_the_whole_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(20, 1, 6, 6, generator=g)
+    s = x.clone()  # the lowest pixels of x are the ones masked: the remaining range is high
+    for fill_range, low in (("remaining", lambda i, m: x[i][~m[i]].min()),
+                            ("image", lambda i, m: x[i].min())):
+        objective = SGT(ObjectiveConfig(fill=fill_range), seed=1)
+        out = objective.masked_input(x, s, 18)
+        mask = lowest_mask(s, 18)
+        for i in range(20):
+            assert out[i][mask[i]].min() >= low(i, mask)
+        lows = torch.stack([out[i][mask[i]].min() for i in range(20)])
+        if fill_range == "image":  # draws reach below the remaining pixels' minimum
+            assert (lows < torch.stack([x[i][~mask[i]].min() for i in range(20)])).any()

@@ -12,11 +12,12 @@ from saliencylab import cli
 from saliencylab import config as cfg
 from saliencylab.attribution import make_method
 from saliencylab.protocols import saliency_training as st
+from saliencylab.protocols import sgt_eval, sgt_tools
 from saliencylab.vit import DeiT, VitConfig, load_pretrained
 
 torch.set_num_threads(1)
 TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
-        "eval.percents=0,50,100"]
+        "eval.percents=0,50,100", "eval.methods=gradient,random", "eval.fills=corner,uniform"]
 
 
 def tiny_config(*extra):
@@ -32,25 +33,31 @@ def read_results(run_dir: Path) -> list[dict]:
 def test_sgt_run_writes_table_curves_maps_and_k_plots(tmp_path):
     run_dir = st.run(tiny_config(), str(tmp_path), "tiny")
     rows = read_results(run_dir)
-    assert [(r["objective"], r["seed"]) for r in rows] == [
-        ("traditional", "0"), ("sgt", "0"), ("smoot", "0")]
-    assert list(rows[0]) == ["objective", "seed", "epochs", "accuracy", "auc", "k_min",
-                             "k_median", "k_max", "n_test", "train_seconds",
-                             "drop_0", "drop_50", "drop_100"]
-    smoot = rows[2]
-    assert 20 <= float(smoot["k_min"]) <= float(smoot["k_median"]) <= float(smoot["k_max"]) <= 80
-    assert rows[1]["k_median"] == "50.0" and rows[0]["k_median"] == "nan"
-    for r in rows:  # AUC by the trapezoid rule over x = 0, 0.5, 1
+    assert [(r["objective"], r["seed"], r["method"], r["fill"]) for r in rows] == [
+        (o, "0", m, f) for o in ("traditional", "sgt", "smoot") for m in ("gradient", "random")
+        for f in ("corner", "uniform")]
+    assert list(rows[0]) == ["objective", "seed", "method", "fill", "accuracy", "auc", "auc_0_90",
+                             "k_min", "k_median", "k_max", "epochs", "selected_epoch", "n_test",
+                             "train_seconds", "drop_0", "drop_50", "drop_100"]
+    smoot = rows[-1]  # K in pixels of the 8x8 digits: within ⌊20% · 64⌋ = 12 and ⌊80% · 64⌋ = 51
+    assert 12 <= float(smoot["k_min"]) <= float(smoot["k_median"]) <= float(smoot["k_max"]) <= 51
+    assert rows[4]["k_median"] == "32.0" and rows[0]["k_median"] == "nan"
+    for r in rows:  # AUC by the trapezoid rule over x = 0, 0.5, 1; over 0-90%: x = 0, 0.5
         drops = [float(r[f"drop_{p}"]) for p in (0, 50, 100)]
         assert float(r["auc"]) == pytest.approx(0.25 * (drops[0] + 2 * drops[1] + drops[2]))
+        assert float(r["auc_0_90"]) == pytest.approx(0.25 * (drops[0] + drops[1]))
         assert float(r["accuracy"]) * 100 == pytest.approx(drops[0])
     report = (run_dir / "report.md").read_text()
-    assert "| model | # test | Min(K) | Median(K) | Max(K) | accuracy (%) | AUC |" in report
+    assert ("| model | # test | Min(K) | Median(K) | Max(K) | accuracy (%) | AUC 0–100% | "
+            "AUC 0–90% |") in report
+    assert "| SGT | 60 | 32 (50%) | 32 (50%) | 32 (50%) |" in report
+    assert "| model | corner 0–100% | corner 0–90% | uniform 0–100% | uniform 0–90% |" in report
     assert "**Budget actually run:** 1 epoch(s) per model" in report
+    assert "**Model selection:** last" in report
     for png in ("accuracy_drop.png", "saliency_maps.png", "smoot_k.png"):
         assert (run_dir / png).stat().st_size > 1000
     saved = torch.load(run_dir / "artifacts" / "model-smoot-s0.pt")
-    assert saved["objective"]["K"].shape == (160,)
+    assert saved["objective"]["K"].shape == (160,) and saved["objective"]["k_unit"] == "pixels"
 
 
 def test_smoot_k_survives_a_save_and_resume(tmp_path):
@@ -62,7 +69,7 @@ def test_smoot_k_survives_a_save_and_resume(tmp_path):
     first = cfg.apply_sets(config, ["train.epochs=1"])
     _, obj_first, _ = st.train_model(first, ds, "smoot", 0, tmp_path / "b.pt", progress=False)
     k_after_one = obj_first.K.clone()
-    assert (k_after_one != 50).any()
+    assert (k_after_one != 32).any()  # K started at 32 of the 64 pixels and moved
     resumed_model, obj_resumed, hist = st.train_model(config, ds, "smoot", 0, tmp_path / "b.pt",
                                                       progress=False)
     assert hist["epoch"] == 2 and len(hist["k_median"]) == 2
@@ -77,18 +84,18 @@ def test_smoot_k_survives_a_save_and_resume(tmp_path):
 
 def test_run_stopped_during_evaluation_resumes_without_retraining(tmp_path, monkeypatch):
     config = tiny_config("objectives=smoot")
-    real_evaluate, real_train = st.evaluate_model, st.train_model
+    real_evaluate, real_train = sgt_eval.evaluate_model, st.train_model
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(st, "evaluate_model", interrupted)
+    monkeypatch.setattr(sgt_eval, "evaluate_model", interrupted)
     with pytest.raises(KeyboardInterrupt):
         st.run(config, str(tmp_path / "a"), "tiny")
     run_dir = next((tmp_path / "a").iterdir())
     assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists()
     assert not list((run_dir / "artifacts").glob("checkpoint-*"))  # superseded by the model
-    monkeypatch.setattr(st, "evaluate_model", real_evaluate)
+    monkeypatch.setattr(sgt_eval, "evaluate_model", real_evaluate)
     monkeypatch.setattr(st, "train_model", lambda *a, **k: pytest.fail("retrained"))
     st.run(config, str(tmp_path / "a"), "tiny")
     monkeypatch.setattr(st, "train_model", real_train)
@@ -130,8 +137,37 @@ def test_cli_train_then_sgt_analysis(tmp_path, capsys):
 
 def test_rises_then_falls():
     curves = torch.tensor([[0.5, 0.7, 0.6], [0.5, 0.4, 0.3], [0.5, 0.6, 0.7], [0.5, 0.51, 0.5]])
-    assert st.rises_then_falls(curves).tolist() == [True, False, False, True]
-    assert st.rises_then_falls(curves, tolerance=0.05).tolist() == [True, False, False, False]
+    assert sgt_tools.rises_then_falls(curves).tolist() == [True, False, False, True]
+    assert sgt_tools.rises_then_falls(curves, tolerance=0.05).tolist() == [True, False, False, False]
+
+
+def test_best_val_evaluates_the_epoch_with_the_best_validation_accuracy(tmp_path, monkeypatch):
+    config = tiny_config("train.epochs=3", "select=best-val", "val_size=40", "objectives=sgt")
+    ds = st.load_data(config, None)
+    x_train, _, x_val, _ = st.split_validation(config, ds)
+    assert len(x_train) == 120 and len(x_val) == 40
+    planted = iter([0.5, 0.9, 0.7])  # validation accuracy after epochs 1, 2, 3
+    states = []
+    real_evaluate = st.evaluate
+
+    def planted_evaluate(model, x, y, spec, *args, **kwargs):
+        if len(x) == 40:  # the validation set: remember the model, plant the accuracy
+            states.append({k: v.clone() for k, v in model.state_dict().items()})
+            return type("E", (), {"accuracy": next(planted)})()
+        return real_evaluate(model, x, y, spec, *args, **kwargs)
+
+    monkeypatch.setattr(st, "evaluate", planted_evaluate)
+    model, _, history = st.train_model(config, ds, "sgt", 0, progress=False)
+    assert history["selected_epoch"] == 2 and history["val_accuracy"] == [0.5, 0.9, 0.7]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[1][key])
+    assert not all(torch.equal(v, states[2][k]) for k, v in model.state_dict().items())
+
+
+def test_val_size_must_leave_training_images():
+    from saliencylab.errors import UserError
+    with pytest.raises(UserError, match="val_size"):
+        tiny_config("select=best-val", "val_size=160").validate()
 
 
 # deit_tiny -----------------------------------------------------------------------------------
@@ -186,6 +222,7 @@ def test_deit_tiny_protocol_on_small_cifar_files(tmp_path):
     config = cfg.apply_sets(cfg.load_preset("sgt", "smoot-cifar10", st.SaliencyTrainingConfig()),
                             vit + ["train.epochs=1", "seeds=0", "objectives=sgt,smoot",
                                    "eval.grid_images=2", "eval.percents=0,50,100",
+                                   "eval.methods=gradient", "eval.fills=corner",
                                    f"vit.pretrained={tmp_path / 'w.pth'}"])
     assert config.objective.alpha == 0.8 and config.train.lr == 0.001
     run_dir = st.run(config, str(tmp_path / "runs"), "cifar", data_dir=str(tmp_path / "data"))

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import config as cfg
+from . import data
 from .errors import UserError
 from .executor import EXECUTORS, options_from
 from .store import read_failures
-from .protocols import roar
-from .protocols import saliency_training
-from .protocols import pruning
+from .protocols import pruning, roar, saliency_training, sgt_tools
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,8 @@ COMMANDS = {
                                "(default gradcam++)"),)),
 }
 
-# Commands with their own arguments (a Tool: description, add_arguments(parser), handle(args)).
-TOOLS = {"train": saliency_training.TRAIN_TOOL, "sgt-analysis": saliency_training.ANALYSIS_TOOL}
-
-
-def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
-    presets = ", ".join(cfg.preset_names(protocol))
-    parser.add_argument("--preset", default=default_preset,
-                        help=f"protocol preset to start from (default {default_preset}; one of: {presets})")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set train.epochs=2 --set seeds=0,1 "
-                             "(repeatable; `--show-config` lists every key)")
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Where the work runs: shared by the protocols and `train`."""
     parser.add_argument("--data-dir", default=None,
                         help="directory holding the data set files (else $SALIENCYLAB_DATA, "
                              "~/.cache/saliencylab, or a download)")
@@ -82,6 +72,83 @@ def _common_options(parser: argparse.ArgumentParser, protocol: str, default_pres
     parser.add_argument("--ray-address", default=None,
                         help="the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray "
                              "started for this run)")
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objective", default="smoot", help="traditional | sgt | smoot (default smoot)")
+    p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(data.DATASETS)}")
+    p.add_argument("--preset", default=None, help="sgt preset to start from (default "
+                   "smoot-DATASET if it exists, else smoot-quick)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--precision", default=None, help="fp32 | bf16 (autocast, CPU or CUDA)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of the sgt protocol (repeatable)")
+    _add_run_options(p)
+
+
+def _train(args) -> int:
+    config = sgt_tools.train_config(args.objective, args.dataset, args.preset, args.seed,
+                                    args.epochs, args.precision,
+                                    ([f"device={args.device}"] if args.device else []) + args.sets)
+    run_dir = sgt_tools.train_one(config, args.out, args.data_dir, _options(config, args))
+    return failed_status(run_dir)
+
+
+def _analysis_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-file", required=True,
+                   help="a model saved by `saliencylab train` or `saliencylab sgt` "
+                        "(RUN/artifacts/model-OBJECTIVE-sSEED.pt)")
+    p.add_argument("--percents", default="0,10,20,30,40,50,60,70,80,90",
+                   help="masking percentages (default 0,10,...,90)")
+    p.add_argument("--n-test", type=int, default=None, help="use only the first n test images")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="a rise/fall must exceed this confidence difference (default 0)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", default=None, help="folder for curves.csv and the plot "
+                   "(default: next to the model file)")
+
+
+def _analysis(args) -> int:
+    return sgt_tools.analyse(args.model_file, args.percents, args.n_test, args.tolerance,
+                             args.data_dir, args.out, args.device)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A command with its own arguments: add_arguments(parser); handle(args) -> exit code."""
+
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handle: Callable[[argparse.Namespace], int]
+
+
+TOOLS = {
+    "train": Tool("Train one model with an objective (traditional, sgt or smoot), evaluate its "
+                  "accuracy and accuracy-drop AUC, and save it with its K.",
+                  _train_arguments, _train),
+    "sgt-analysis": Tool("The SMOOT paper's motivating analysis: per-image confidence as the "
+                         "share of masked low-saliency pixels grows, and the fraction of test "
+                         "images whose confidence first rises and then falls.",
+                         _analysis_arguments, _analysis),
+}
+
+
+def _options(config, args):
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    return options_from(config, args.executor, args.workers, args.ray_address)
+
+
+def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
+    presets = ", ".join(cfg.preset_names(protocol))
+    parser.add_argument("--preset", default=default_preset,
+                        help=f"protocol preset to start from (default {default_preset}; one of: {presets})")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=2 --set seeds=0,1 "
+                             "(repeatable; `--show-config` lists every key)")
+    _add_run_options(parser)
     parser.add_argument("--show-config", action="store_true",
                         help="print the resolved config (every settable key) and exit")
 
@@ -126,11 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in sorted(cfg.field_paths(config).items()):
                 print(f"{key} = {_get(config, key)!r}")
             return 0
-        if args.workers < 1:
-            raise UserError("--workers must be at least 1")
-        options = options_from(config, args.executor, args.workers, args.ray_address)
         run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset,
-                                              data_dir=args.data_dir, options=options)
+                                              data_dir=args.data_dir, options=_options(config, args))
     except UserError as e:
         print(f"saliencylab: error: {e}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ __all__ = [
     "SYSTEM_DIRS",
     "URLS",
     "cache_dir",
+    "display_name",
     "load_dataset",
     "read_idx",
 ]
@@ -60,6 +61,12 @@ _DISPLAY = {
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
 }
+
+
+def display_name(name: str) -> str:
+    """How reports name a data set (MNIST, Fashion-MNIST, CIFAR-10, ...)."""
+    return _DISPLAY.get(name, name)
+
 
 _IDX_FILES = (
     "train-images-idx3-ubyte",

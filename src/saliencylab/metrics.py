@@ -24,13 +24,6 @@ def mean_std(values) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def drop_curve_auc(fractions, accuracies_percent) -> float:
-    """Area under the accuracy-drop curve by the trapezoid rule: accuracy in %, x in [0, 1]
-    (SMOOT paper, evaluation section; lower means more faithful saliency)."""
-    xs, ys = list(map(float, fractions)), list(map(float, accuracies_percent))
-    return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
-
-
 def soft_iou(a: Tensor, b: Tensor) -> Tensor:
     """Soft IoU per image, Σ min(A, B) / Σ max(A, B) over pixels (DESIGN.md §3); 0 where both are 0."""
     a, b = a.flatten(1), b.flatten(1)

@@ -22,7 +22,7 @@ from ..attribution import MethodOptions
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
 from ..device import on_device, prepare
 from ..executor import ExecOptions, Job, run_jobs
-from ..masking import fill_mean, rank_pixels, removal_mask
+from ..removal import FILLS, fill, rank_pixels, removal_mask
 from ..metrics import mean_std
 from ..report import errorbar_plot, failures_section, fmt_mean_std, markdown_table, write_csv
 from ..store import RunStore, atomic_write_text, load_verified
@@ -41,6 +41,10 @@ class RoarConfig(RunOptions):
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     base_seed: int = 1000  # seed of the base model that the attributions explain
     kar: bool = False  # keep and retrain: remove the least important pixels instead
+    # what removed pixels become: mean (Hooker et al.), or linear, ROAD's noisy linear
+    # imputation (Rong et al. 2022), their fix for the class information that the mask's
+    # shape leaks; every fill of `removal.FILLS` is accepted
+    fill: str = "mean"
     target: str = "predicted"  # predicted | label: the class the attribution explains
     attribution: MethodOptions = field(default_factory=MethodOptions)  # every method's knobs
     attribution_batch: int = 256  # images per attribution call
@@ -64,6 +68,7 @@ class RoarConfig(RunOptions):
         check_count(self.n_train, "n_train")
         check_count(self.n_test, "n_test")
         check(self.target in ("predicted", "label"), "target must be predicted or label")
+        check_choice(self.fill, FILLS, "fill")
         check(self.attribution_batch >= 1, "attribution_batch must be >= 1")
         self.attribution.validate()
         self.train.validate()
@@ -92,9 +97,15 @@ def ranking_artifact(method: str) -> str:
 
 
 def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config: RoarConfig,
-                  spec) -> torch.Tensor:
+                  spec, seed: int = 0) -> torch.Tensor:
+    """The images with their top-t% pixels (KAR: bottom) replaced by `config.fill`, uint8 again.
+    Random fills draw from `seed`, the same for every retraining seed of a (method, t)."""
     mask = removal_mask(order, threshold, spec.shape[1:], keep=config.kar)
-    return fill_mean(x, mask, spec.mean_pixel())
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    chunks = [fill(x[i:i + 4096].float(), mask[i:i + 4096], config.fill,
+                   mean_pixel=spec.mean_pixel(x.device), generator=generator)
+              for i in range(0, len(x), 4096)]
+    return torch.cat(chunks).round().clamp(0, 255).to(torch.uint8)
 
 
 def roar_job(config: RoarConfig, method: str, threshold: float, seed: int, *, progress: bool,
@@ -104,8 +115,8 @@ def roar_job(config: RoarConfig, method: str, threshold: float, seed: int, *, pr
     ds = on_device(dataset, device)
     x_train, x_test = ds.x_train, ds.x_test
     if method != REFERENCE:
-        x_train = remove_pixels(x_train, ranking["train"].to(device), threshold, config, ds.spec)
-        x_test = remove_pixels(x_test, ranking["test"].to(device), threshold, config, ds.spec)
+        x_train = remove_pixels(x_train, ranking["train"].to(device), threshold, config, ds.spec, 1)
+        x_test = remove_pixels(x_test, ranking["test"].to(device), threshold, config, ds.spec, 2)
     torch.manual_seed(seed)
     model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes)).to(device)
     train(model, x_train, ds.y_train, ds.spec, config.train, seed, progress=progress,
@@ -184,6 +195,10 @@ def run(config: RoarConfig, out: str, name: str, data_dir: str | None = None,
 
 
 # report --------------------------------------------------------------------------------------
+FILL_TEXT = {"mean": "the data set's mean pixel value",
+             "linear": "ROAD's noisy linear imputation (Rong et al. 2022)"}
+
+
 def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float,
                  seconds: float, failed: dict[str, str]) -> None:
     records = sorted(store.records(), key=lambda r: (r["method"] != REFERENCE, r["method"],
@@ -204,9 +219,9 @@ def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float
             f"Base model (seed {config.base_seed}) test accuracy: {100 * base_accuracy:.2f}%. "
             f"{len(records)} jobs over seeds {', '.join(map(str, config.seeds))}; "
             f"{config.train.epochs} epochs each; this invocation took {seconds / 60:.1f} min.\n",
-            f"Attributions explain the base model's {config.target} class; removed pixels get the "
-            f"data set's mean pixel value. The 0% column is the clean-data reference shared by all "
-            f"methods.\n",
+            f"Attributions explain the base model's {config.target} class; removed pixels get "
+            f"{FILL_TEXT.get(config.fill, config.fill)}. The 0% column is the clean-data reference "
+            f"shared by all methods.\n",
             "## Test accuracy (%), mean ± std over seeds\n",
             markdown_table(["method"] + [f"{t:g}%" for t in thresholds], accuracy_rows),
             "![accuracy vs threshold](accuracy.png)\n", *failures_section(failed)]

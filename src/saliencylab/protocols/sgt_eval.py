@@ -1,0 +1,59 @@
+"""The accuracy-drop evaluation of a saliency-trained model (the SGT authors'
+Scripts/maskedAcc_MNIST.py and Helper.py `getSalinecyAugmnetedBatch`, by default):
+
+for each method, rank the test pixels by |attribution| of the explained score (log p(label)
+by default, as their model ends in log_softmax) and, for each fill, remove the top x% (x in
+eval.percents), replace them by the fill and measure test accuracy without retraining. The
+AUC (trapezoid, accuracy in %, x as a fraction in [0, 1]; lower = more faithful) is reported
+over all of eval.percents (0–100% by default) and over 0–90%, the authors' range (their code
+computes no AUC).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import attribution
+from ..removal import accuracy_curve, auc, rank_pixels
+from ..training import predict
+
+
+def test_target(config, model, x, y, spec):
+    return y if config.eval.target == "label" else predict(model, x, spec).argmax(1)
+
+
+def method_maps(config, model, x, y, spec, method: str, progress: bool = False) -> torch.Tensor:
+    """Attribution maps [N,1,H,W] of uint8 images `x` under `model`, for eval `method`."""
+    explainer = attribution.make_method(method, config.eval.attribution,
+                                        black=spec.black(x.device))
+    return attribution.attribute_dataset(explainer, model, x, test_target(config, model, x, y, spec),
+                                         spec, batch_size=config.eval.batch_size,
+                                         progress=progress, desc=f"test saliency ({method})")
+
+
+def evaluate_model(config, model, ds, progress: bool = False) -> dict:
+    """Test accuracy, and per method and fill the drop curve (%) and its AUCs."""
+    model.eval()
+    e = config.eval
+    x, y = ds.x_test, ds.y_test
+    accuracy = (predict(model, x, ds.spec).argmax(1) == y).float().mean().item()
+    curves, aucs, aucs_90 = {}, {}, {}
+    fractions = [p / 100 for p in e.percents]
+    for method in e.methods:
+        order = rank_pixels(method_maps(config, model, x, y, ds.spec, method, progress))
+        curves[method], aucs[method], aucs_90[method] = {}, {}, {}
+        for fill in e.fills:
+            generator = torch.Generator(device=x.device).manual_seed(e.seed)
+            curve = accuracy_curve(model, x, y, ds.spec, order, e.percents, fill,
+                                   keep=e.order == "least", batch_size=e.batch_size,
+                                   generator=generator)
+            curves[method][fill] = curve
+            aucs[method][fill] = auc(fractions, curve)
+            aucs_90[method][fill] = auc(fractions, curve, hi=0.9)
+    return {"accuracy": accuracy, "curves": curves, "auc": aucs, "auc_0_90": aucs_90}
+
+
+def headline_auc(record: dict) -> float:
+    """The AUC of the first method under the first fill (the report's main table)."""
+    method = next(iter(record["auc"]))
+    return next(iter(record["auc"][method].values()))

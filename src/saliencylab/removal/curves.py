@@ -1,0 +1,118 @@
+"""Every removal curve, without retraining (model in eval mode, batched, on x's device):
+
+- `accuracy_curve`: accuracy after removing the top x% ranked pixels (the SGT/SMOOT
+  accuracy-drop curve; also LeRF with `keep=True`);
+- `road`: ROAD's MoRF and LeRF curves with noisy linear imputation (Rong et al. 2022);
+- `deletion_insertion`: RISE's per-image probability curves (Petsiuk et al. 2018);
+- `auc`: the trapezoid area, over an explicit x range.
+ROAR's removal with retraining uses the same masks and fills (protocols/roar.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .fills import blurred, fill
+from .masks import mask_first, rank_pixels, removal_mask
+
+
+def auc(xs, ys, lo: float | None = None, hi: float | None = None) -> float:
+    """Trapezoid area under (xs, ys) restricted to lo <= x <= hi (all points by default)."""
+    points = [(float(x), float(y)) for x, y in zip(xs, ys)
+              if (lo is None or x >= lo) and (hi is None or x <= hi)]
+    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:]))
+
+
+def _batches(n: int, size: int):
+    return ((i, min(n, i + size)) for i in range(0, n, size))
+
+
+@torch.no_grad()
+def _predict(model, x_raw: Tensor, spec) -> Tensor:
+    return model(spec.normalize(x_raw).contiguous(memory_format=torch.channels_last)).float()
+
+
+@torch.no_grad()
+def accuracy_curve(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
+                   keep: bool = False, batch_size: int = 500,
+                   generator: torch.Generator | None = None) -> list[float]:
+    """Test accuracy (%) after removing the ⌊x·HW⌋ first-ranked pixels of every image (the last
+    ones with `keep`), filled with `fill_kind`, for each x in `percents`."""
+    model.eval()
+    mean_pixel = spec.mean_pixel(x.device)
+    accuracies = []
+    for percent in percents:
+        correct = 0
+        for a, b in _batches(len(x), batch_size):
+            mask = removal_mask(order[a:b], percent, x.shape[2:], keep=keep)
+            xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
+            correct += int((_predict(model, xb, spec).argmax(1) == y[a:b]).sum())
+        accuracies.append(100.0 * correct / max(1, len(x)))
+    return accuracies
+
+
+def road_order(a: Tensor, seed: int = 0, signed: bool = True) -> Tensor:
+    """ROAD's ranking (road/imputed_dataset.py lines 66-77, utils.rescale_channel): the map
+    summed over channels and min-max normalised per image, plus one fixed pattern of 1e-4
+    Gaussian noise that breaks ties, ranked highest first. ROAD ranks the signed values;
+    `signed=False` ranks |a| like the other curves."""
+    a = a.sum(1, keepdim=True).float()
+    a = a if signed else a.abs()
+    flat = a.flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    flat = (flat - low) / (high - low + 1e-5)
+    generator = torch.Generator().manual_seed(seed)
+    ties = 1e-4 * torch.randn(flat.shape[1], generator=generator).to(flat.device)
+    return rank_pixels((flat + ties).view_as(a), signed=True)
+
+
+def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 100, 10)), *,
+         fill_kind: str = "linear", signed: bool = True, batch_size: int = 500,
+         seed: int = 0) -> dict[str, list[float]]:
+    """ROAD (Rong et al. 2022): accuracy (%) without retraining after removing the x% most
+    (MoRF) or least (LeRF) relevant pixels, imputed with noisy linear imputation. Both curves
+    are indexed by the fraction removed, as in the paper's text (the authors' code indexes LeRF
+    by the fraction kept, imputed_dataset.py line 84: on the symmetric grid 10..90 the points
+    are the same)."""
+    order = road_order(a, seed, signed)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    return {"morf": accuracy_curve(model, x, y, spec, order, percents, fill_kind,
+                                   batch_size=batch_size, generator=generator),
+            "lerf": accuracy_curve(model, x, y, spec, order, percents, fill_kind, keep=True,
+                                   batch_size=batch_size, generator=generator)}
+
+
+@torch.no_grad()
+def deletion_insertion(model, x: Tensor, target: Tensor, spec, order: Tensor, *,
+                       step: int | None = None, canvas: str = "blur",
+                       batch_size: int = 500) -> dict[str, Tensor]:
+    """RISE's causal metrics (Petsiuk et al. 2018), per image: the probability of the explained
+    class as pixels are deleted most salient first (replaced by black, RISE's deletion
+    substrate) or inserted, most salient first, into a canvas (`blur`, RISE's insertion
+    substrate, or `black`), `step` pixels at a time (default one image row, as RISE's 224 at
+    224x224). Returns the curves [N, steps+1] and their areas [N] (x normalised to [0, 1])."""
+    model.eval()
+    n, _, h, w = x.shape
+    step = step or w
+    counts = list(range(0, h * w, step)) + [h * w]
+    curves = {"deletion": [], "insertion": []}
+    for a, b in _batches(n, batch_size):
+        xb, tb, ob = x[a:b].float(), target[a:b], order[a:b]
+        start = blurred(xb) if canvas == "blur" else torch.zeros_like(xb)
+        rows = {"deletion": [], "insertion": []}
+        for count in counts:
+            mask = mask_first(ob, count, (h, w))
+            for name, image in (("deletion", torch.where(mask, torch.zeros_like(xb), xb)),
+                                ("insertion", torch.where(mask, xb, start))):
+                p = _predict(model, image, spec).softmax(1).gather(1, tb[:, None])[:, 0]
+                rows[name].append(p)
+        for name in rows:
+            curves[name].append(torch.stack(rows[name], 1))
+    xs = [c / (h * w) for c in counts]
+    result = {}
+    for name in curves:
+        curve = torch.cat(curves[name]) if curves[name] else torch.zeros(0, len(counts))
+        result[name] = curve
+        result[f"{name}_auc"] = torch.trapezoid(curve, torch.tensor(xs, device=curve.device), dim=1)
+    return result

@@ -1,0 +1,167 @@
+"""What a removed pixel becomes. Every fill takes raw-pixel images x (float, 0..255,
+[N,C,H,W]) and a mask (bool [N,1,H,W], True = removed) and returns new images on x's device.
+
+| fill            | removed pixels get                                        | source |
+|-----------------|-----------------------------------------------------------|--------|
+| `mean`          | the data set's mean pixel                                 | ROAR, Hooker et al. 2019 |
+| `uniform`       | uniform in [min, max] of the image's *remaining* pixels   | the SMOOT paper |
+| `uniform_image` | uniform in [min, max] of the *whole* image                | SGT authors, Scripts/interpretable.py 80-85, Helper.py 89-96 |
+| `corner`        | the image's own top-left pixel (per channel)              | SGT authors' evaluation default `trueMask`, Helper.py 109-110 |
+| `black`         | 0                                                         | RISE deletion (Petsiuk et al. 2018) |
+| `linear`        | ROAD's noisy linear imputation                            | Rong et al. 2022, road/imputations.py |
+| `blur`          | the same pixel of a Gaussian-blurred copy of the image    | RISE insertion canvas |
+
+`corner`: the SGT authors take channel 0's top-left value in normalised units for every
+channel; on 1-channel data (MNIST) that is exactly the image's own top-left raw value, which
+we use per channel (on RGB their colour would differ from every channel's own corner).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import check_choice
+
+FILLS = ("mean", "uniform", "uniform_image", "corner", "black", "linear", "blur")
+ROAD_NOISE = 0.01  # std of ROAD's imputation noise in [0, 1] pixel units (road/road.py line 22)
+BLUR_SIGMA = 5.0  # RISE's insertion canvas blur, in pixels at 224x224; scaled to the image size
+
+
+def fill(x: Tensor, mask: Tensor, kind: str, *, mean_pixel: Tensor | None = None,
+         generator: torch.Generator | None = None, noise: float = ROAD_NOISE) -> Tensor:
+    """Apply the fill `kind` (one of FILLS); `mean_pixel` [C,1,1] for `mean`, `generator` (on
+    x's device) for the random fills."""
+    check_choice(kind, FILLS, "fill")
+    x = x.float()
+    if kind == "mean":
+        return torch.where(mask, mean_pixel.to(x.device, x.dtype), x)
+    if kind == "uniform":
+        return fill_uniform_in_range(x, mask, generator)
+    if kind == "uniform_image":
+        return _uniform(x, mask, x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True),
+                        generator)
+    if kind == "corner":
+        return torch.where(mask, x[:, :, :1, :1], x)
+    if kind == "black":
+        return torch.where(mask, torch.zeros_like(x), x)
+    if kind == "linear":
+        return noisy_linear_impute(x, mask, noise * 255, generator)
+    return torch.where(mask, blurred(x), x)
+
+
+def _uniform(x: Tensor, mask: Tensor, lo: Tensor, hi: Tensor, generator) -> Tensor:
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return torch.where(mask, lo + noise * (hi - lo), x)
+
+
+def fill_uniform_in_range(x: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform within [min, max] of each image's remaining (unmasked) pixels, per channel (SGT,
+    Ismail et al. 2021, §3, as the SMOOT paper states it); the full range if none remain."""
+    keep = ~mask.expand_as(x)
+    big = torch.finfo(x.dtype).max
+    lo = torch.where(keep, x, big).amin(dim=(2, 3), keepdim=True)
+    hi = torch.where(keep, x, -big).amax(dim=(2, 3), keepdim=True)
+    empty = lo > hi  # every pixel removed: fall back to the image's full range
+    lo = torch.where(empty, x.amin(dim=(2, 3), keepdim=True), lo)
+    hi = torch.where(empty, x.amax(dim=(2, 3), keepdim=True), hi)
+    return _uniform(x, mask, lo, hi, generator)
+
+
+def blurred(x: Tensor, sigma: float | None = None) -> Tensor:
+    """A Gaussian blur of x (separable, reflect padding); sigma defaults to RISE's 5 pixels at
+    224 scaled to the image's width (0.625 on 28x28), at least 0.5."""
+    sigma = sigma if sigma is not None else max(0.5, BLUR_SIGMA * x.shape[-1] / 224)
+    radius = max(1, int(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    out = F.pad(x, (radius, radius, 0, 0), mode="reflect" if x.shape[-1] > radius else "replicate")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect" if x.shape[-2] > radius else "replicate")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+# ROAD's noisy linear imputation -------------------------------------------------------------
+# Neighbour offsets and weights of road/imputations.py (line 96): 1/6 for the four edge
+# neighbours, 1/12 for the four diagonal ones.
+NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+              ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
+
+
+def noisy_linear_impute(x: Tensor, mask: Tensor, noise_std: float = ROAD_NOISE * 255,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Every removed pixel becomes the weighted mean of its in-image 8 neighbours (weights
+    renormalised at the border, as ROAD's `sum_neighbors`), all removed pixels of an image
+    solved jointly; then Gaussian noise of std `noise_std` (raw units) is added to them. An image
+    with every pixel removed has no known value to spread: it gets its own mean instead.
+
+    ROAD solves each image with scipy's spsolve (road/imputations.py, `__call__`); here all
+    images are solved at once by conjugate gradients with the 3x3 stencil as the matrix (see
+    `linear_impute`), on x's device."""
+    values = linear_impute(x, mask)
+    if noise_std > 0:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        values = torch.where(mask, values + noise_std * noise, values)
+    return values
+
+
+STENCIL = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+TOLERANCE = 1e-6  # relative residual at which conjugate gradients stop (float32)
+IMAGES_PER_SOLVE = 256  # small enough to stay in cache, and one slow image holds back few
+
+
+def linear_impute(x: Tensor, mask: Tensor) -> Tensor:
+    """The noiseless solution of ROAD's linear system (see `_solve`), in chunks of images."""
+    return torch.cat([_solve(x[i:i + IMAGES_PER_SOLVE], mask[i:i + IMAGES_PER_SOLVE])
+                      for i in range(0, len(x), IMAGES_PER_SOLVE)]) if len(x) else x.clone()
+
+
+def _solve(x: Tensor, mask: Tensor) -> Tensor:
+    """The noiseless solution of ROAD's linear system, for all images and channels at once.
+
+    For a removed pixel i, ROAD's equation (road/imputations.py, `setup_sparse_system`) is
+    d_i v_i - sum_{removed j} w_ij v_j = sum_{kept j} w_ij x_j, with w the stencil weights of
+    the in-image neighbours and d_i their sum. The matrix is symmetric and positive definite
+    whenever some pixel of the image is kept, so preconditioned (Jacobi) conjugate gradients
+    solve it, batched over images and channels, with a 3x3 convolution as the matrix-vector
+    product; float32 to 1e-6 relative residual (about 1e-4 of a raw pixel level)."""
+    n, c, h, w = x.shape
+    v = x.detach().to(torch.float32).reshape(n * c, 1, h, w)
+    removed = mask.expand(n, c, h, w).reshape(n * c, 1, h, w).to(torch.float32)
+    kernel = STENCIL.to(device=x.device, dtype=torch.float32).view(1, 1, 3, 3)
+
+    def neighbours(u: Tensor) -> Tensor:
+        return F.conv2d(u, kernel, padding=1)
+
+    d = neighbours(torch.ones(1, 1, h, w, dtype=torch.float32, device=x.device))
+    everything = removed.flatten(1).all(1)
+    solvable = removed * (~everything).to(torch.float32).view(-1, 1, 1, 1)
+
+    def apply(u: Tensor) -> Tensor:  # the system matrix, on the removed pixels only
+        return solvable * (d * u - neighbours(solvable * u))
+
+    b = solvable * neighbours((1 - removed) * v)
+    u = b / d  # the Jacobi step from zero as the first guess
+    r = b - apply(u)
+    z = r / d
+    p = z.clone()
+    rz = (r * z).flatten(1).sum(1)
+    scale = b.flatten(1).norm(dim=1).clamp(min=1e-30)
+    for step in range(4 * h * w):
+        if step % 10 == 0 and bool(((r.flatten(1).norm(dim=1) / scale) <= TOLERANCE).all()):
+            break
+        ap = apply(p)
+        alpha = rz / (p * ap).flatten(1).sum(1).clamp(min=1e-30)
+        u = u + alpha.view(-1, 1, 1, 1) * p
+        r = r - alpha.view(-1, 1, 1, 1) * ap
+        z = r / d
+        rz_next = (r * z).flatten(1).sum(1)
+        p = z + (rz_next / rz.clamp(min=1e-30)).view(-1, 1, 1, 1) * p
+        rz = rz_next
+    mean = v.flatten(1).mean(1).view(-1, 1, 1, 1)  # an image with nothing kept: its own mean
+    out = torch.where(solvable > 0, u, v)
+    out = torch.where(everything.view(-1, 1, 1, 1) & (removed > 0), mean, out)
+    return out.reshape(n, c, h, w).to(x.dtype)

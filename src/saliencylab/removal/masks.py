@@ -1,0 +1,42 @@
+"""Pixel rankings and removal masks.
+
+A ranking lists each image's pixel indices from most to least important. A mask is True where
+a pixel is removed; masks are per pixel and apply to every channel.
+"""
+
+import torch
+from torch import Tensor
+
+
+def rank_pixels(a: Tensor, signed: bool = False) -> Tensor:
+    """Rank pixels by |a| (or by a itself with `signed`, as ROAD does), a: [N,1,H,W], most
+    important first -> int16/int32 [N, H*W]. A stable sort keeps ties in pixel order, so a
+    ranking is reproducible."""
+    flat = a.flatten(1) if signed else a.flatten(1).abs()
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    return order.to(torch.int16 if flat.shape[1] <= torch.iinfo(torch.int16).max else torch.int32)
+
+
+def count_removed(percent, pixels: int) -> Tensor:
+    """⌊t·HW⌋ pixels for a threshold of `percent`% (one number, or one per image), rounded
+    first so that 70% of 10 is 7, not 6."""
+    percent = torch.as_tensor(percent, dtype=torch.float64)
+    return torch.floor(torch.round(percent * pixels / 100, decimals=9)).long()
+
+
+def mask_first(order: Tensor, count, shape: tuple[int, int], keep: bool = False) -> Tensor:
+    """Mask removing `count` pixels per image (one number or one per image [N]): the first ones
+    of `order`, or with `keep=True` the last ones. Returns bool [N,1,H,W] on order's device."""
+    n, pixels = order.shape
+    count = torch.as_tensor(count, device=order.device).long().expand(n)[:, None]
+    rank = torch.arange(pixels, device=order.device).expand(n, pixels)
+    chosen = rank >= pixels - count if keep else rank < count
+    mask = torch.zeros(n, pixels, dtype=torch.bool, device=order.device)
+    mask.scatter_(1, order.long(), chosen)
+    return mask.view(n, 1, *shape)
+
+
+def removal_mask(order: Tensor, percent, shape: tuple[int, int], keep: bool = False) -> Tensor:
+    """Mask removing ⌊t·HW⌋ pixels per image: the first ones of `order` (ROAR, MoRF), or with
+    `keep=True` the last ones (KAR, LeRF). `percent` is one number or one per image [N]."""
+    return mask_first(order, count_removed(percent, order.shape[1]).to(order.device), shape, keep)

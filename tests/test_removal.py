@@ -1,0 +1,204 @@
+import math
+
+import pytest
+import torch
+
+from torch import nn
+
+from saliencylab.data import DataSpec
+from saliencylab.removal import (auc, count_removed, deletion_insertion, fill, fill_uniform_in_range,
+                                 linear_impute, noisy_linear_impute, rank_pixels, removal_mask, road)
+
+
+def test_rank_pixels_orders_by_absolute_value_and_keeps_ties_in_pixel_order():
+    a = torch.tensor([[0.1, -3.0, 2.0, 0.5, 0.5]]).view(1, 1, 1, 5)
+    assert rank_pixels(a).tolist() == [[1, 2, 3, 4, 0]]
+
+
+@pytest.mark.parametrize("percent", [0, 10, 30, 50, 70, 90, 100, 33.3])
+def test_removal_mask_removes_exactly_floor_t_hw_pixels_per_image(percent):
+    torch.manual_seed(0)
+    order = rank_pixels(torch.randn(7, 1, 28, 28))
+    mask = removal_mask(order, percent, (28, 28))
+    assert mask.shape == (7, 1, 28, 28)
+    assert mask.flatten(1).sum(1).tolist() == [math.floor(percent * 784 / 100 + 1e-9)] * 7
+
+
+def test_count_removed_is_not_fooled_by_float_rounding():
+    assert count_removed(70, 10) == 7  # 70 * 10 / 100 = 7.000000000000001 or 6.99999...
+    assert count_removed(10, 784) == 78
+    assert count_removed(90, 784) == 705
+
+
+def test_roar_removes_the_most_and_kar_the_least_important_pixels():
+    a = torch.arange(16, dtype=torch.float).view(1, 1, 4, 4)  # pixel 15 is the most important
+    order = rank_pixels(a)
+    roar = removal_mask(order, 25, (4, 4)).flatten()
+    kar = removal_mask(order, 25, (4, 4), keep=True).flatten()
+    assert roar.nonzero().flatten().tolist() == [12, 13, 14, 15]
+    assert kar.nonzero().flatten().tolist() == [0, 1, 2, 3]
+
+
+def test_fill_mean_replaces_only_masked_pixels_in_every_channel():
+    x = torch.full((2, 3, 2, 2), 200, dtype=torch.uint8)
+    mask = torch.zeros(2, 1, 2, 2, dtype=torch.bool)
+    mask[0, 0, 0, 1] = True
+    mean = torch.tensor([10, 20, 30], dtype=torch.uint8).view(3, 1, 1)
+    out = fill(x, mask, "mean", mean_pixel=mean)
+    assert out[0, :, 0, 1].tolist() == [10, 20, 30]
+    assert (out[1] == 200).all() and out[0, :, 1, 1].tolist() == [200, 200, 200]
+
+
+def test_uniform_fill_lies_within_the_range_of_the_kept_pixels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 6, 6, generator=g) * 4 - 2
+    mask = torch.rand(16, 1, 6, 6, generator=g) < 0.5
+    out = fill_uniform_in_range(x, mask, g)
+    keep = ~mask.expand_as(x)
+    assert torch.equal(out[keep], x[keep])
+    for i in range(16):
+        for c in range(3):
+            kept = x[i, c][keep[i, c]]
+            filled = out[i, c][~keep[i, c]]
+            assert (filled >= kept.min()).all() and (filled <= kept.max()).all()
+    assert not torch.equal(out, x)
+
+
+def test_corner_fill_puts_each_images_own_top_left_value_into_every_removed_pixel():
+    x = torch.arange(2 * 2 * 3 * 3, dtype=torch.float).view(2, 2, 3, 3)
+    mask = torch.zeros(2, 1, 3, 3, dtype=torch.bool)
+    mask[:, :, 1:, 1:] = True
+    out = fill(x, mask, "corner")
+    for i in range(2):
+        for c in range(2):
+            assert (out[i, c][mask[i, 0]] == x[i, c, 0, 0]).all()
+            assert torch.equal(out[i, c][~mask[i, 0]], x[i, c][~mask[i, 0]])
+
+
+def test_uniform_image_fill_draws_within_the_whole_images_range():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 1, 5, 5, generator=g) * 255
+    mask = torch.zeros(8, 1, 5, 5, dtype=torch.bool)
+    mask[:, :, :2] = True  # the image's extremes may sit among the removed pixels
+    out = fill(x, mask, "uniform_image", generator=g)
+    for i in range(8):
+        filled = out[i][mask[i]]
+        assert filled.min() >= x[i].min() and filled.max() <= x[i].max()
+    assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
+
+
+def test_linear_imputation_matches_the_hand_solved_system():
+    # 3x3 image, kept pixels 6 except the top-right 18; the centre X and its right neighbour Y
+    # are removed. ROAD's weights: 1/6 for edge neighbours, 1/12 for diagonal ones.
+    # X (8 neighbours, weights sum 1): X = 6 + Y/6.
+    # Y (5 in-image neighbours, weights sum 2/3): Y = (6/12 + 18/6 + X/6 + 6/12 + 6/6) * 3/2
+    #   = 7.5 + X/4.  So X = 6 + 1.25 + X/24 -> X = 174/23, Y = 216/23.
+    x = torch.full((1, 1, 3, 3), 6.0)
+    x[0, 0, 0, 2] = 18.0
+    mask = torch.zeros(1, 1, 3, 3, dtype=torch.bool)
+    mask[0, 0, 1, 1] = mask[0, 0, 1, 2] = True
+    out = linear_impute(x, mask)
+    assert out[0, 0, 1, 1].item() == pytest.approx(174 / 23, abs=1e-4)
+    assert out[0, 0, 1, 2].item() == pytest.approx(216 / 23, abs=1e-4)
+    assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
+
+
+def test_noisy_linear_imputation_adds_noise_of_the_given_std_to_removed_pixels_only():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 12, 12, generator=g) * 255
+    mask = torch.rand(64, 1, 12, 12, generator=g) < 0.5
+    clean = linear_impute(x, mask)
+    noisy = noisy_linear_impute(x, mask, noise_std=2.55, generator=g)
+    diff = (noisy - clean)[mask.expand_as(x)]
+    assert diff.std().item() == pytest.approx(2.55, rel=0.05)
+    assert torch.equal(noisy[~mask.expand_as(x)], x[~mask.expand_as(x)])
+
+
+def test_linear_imputation_equals_a_direct_sparse_solve_per_image():
+    import numpy as np
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    from saliencylab.removal.fills import NEIGHBOURS
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 2, 9, 9, generator=g) * 255
+    mask = torch.rand(3, 1, 9, 9, generator=g) < 0.7
+    out = linear_impute(x, mask)
+    for n in range(3):
+        unknown = [(r, c) for r in range(9) for c in range(9) if mask[n, 0, r, c]]
+        index = {p: i for i, p in enumerate(unknown)}
+        A, b = lil_matrix((len(unknown), len(unknown))), np.zeros((len(unknown), 2))
+        for i, (r, c) in enumerate(unknown):
+            for (dr, dc), w in NEIGHBOURS:
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < 9 and 0 <= cc < 9:
+                    A[i, i] += w
+                    if (rr, cc) in index:
+                        A[i, index[(rr, cc)]] -= w
+                    else:
+                        b[i] += w * x[n, :, rr, cc].double().numpy()
+        solution = spsolve(A.tocsc(), b)
+        for i, (r, c) in enumerate(unknown):
+            np.testing.assert_allclose(out[n, :, r, c].numpy(), solution[i], atol=1e-3)
+
+
+def test_linear_imputation_of_a_fully_removed_image_is_its_mean():
+    x = torch.arange(16, dtype=torch.float).view(1, 1, 4, 4)
+    out = linear_impute(x, torch.ones(1, 1, 4, 4, dtype=torch.bool))
+    assert torch.allclose(out, torch.full_like(x, 7.5))
+
+
+def test_auc_over_a_range():
+    assert auc([0, 0.5, 1], [100, 50, 10]) == pytest.approx(0.5 * 75 + 0.5 * 30)
+    assert auc([0, 1], [100, 100]) == pytest.approx(100)
+    assert auc([0, 0.5, 0.9, 1], [100, 50, 20, 10], hi=0.9) == pytest.approx(0.5 * 75 + 0.4 * 35)
+
+
+SPEC = DataSpec("toy", (1, 8, 8), tuple(map(str, range(10))), (0.5,), (0.25,))
+
+
+class BlockModel(nn.Module):
+    """A linear classifier that reads only the top-left 3x3 block."""
+
+    def __init__(self, generator):
+        super().__init__()
+        block = torch.zeros(8, 8, dtype=torch.bool)
+        block[:3, :3] = True
+        self.weight = nn.Parameter(torch.randn(10, 64, generator=generator) * block.flatten())
+
+    def forward(self, x):
+        return x.flatten(1) @ self.weight.T
+
+
+def planted():
+    g = torch.Generator().manual_seed(0)
+    model = BlockModel(g)
+    x = torch.randint(0, 256, (200, 1, 8, 8), generator=g).float()
+    y = model(SPEC.normalize(x)).argmax(1)
+    marks = torch.zeros(200, 1, 8, 8)
+    marks[:, :, :3, :3] = 1.0
+    marks += 0.01 * torch.rand(200, 1, 8, 8, generator=g)  # ties broken at random
+    return model, x, y, marks, torch.rand(200, 1, 8, 8, generator=g)
+
+
+def test_road_a_map_marking_the_block_beats_a_random_map():
+    model, x, y, marks, random_map = planted()
+    percents = [p / 100 for p in range(10, 100, 10)]
+    ours = road(model, x, y, SPEC, marks)
+    other = road(model, x, y, SPEC, random_map)
+    assert auc(percents, ours["morf"]) < auc(percents, other["morf"]) - 10
+    assert auc(percents, ours["lerf"]) > auc(percents, other["lerf"]) + 10
+
+
+def test_deletion_and_insertion_reward_a_map_marking_the_block():
+    model, x, y, marks, random_map = planted()
+    ours = deletion_insertion(model, x, y, SPEC, rank_pixels(marks))
+    other = deletion_insertion(model, x, y, SPEC, rank_pixels(random_map))
+    assert ours["deletion"].shape == (200, 9)  # 8 rows of 8 pixels, plus the start
+    assert ours["deletion_auc"].mean() < other["deletion_auc"].mean() - 0.1
+    # the blurred canvas already carries some of the block, so the gap is smaller there
+    assert ours["insertion_auc"].mean() > other["insertion_auc"].mean() + 0.03
+    black = deletion_insertion(model, x, y, SPEC, rank_pixels(marks), canvas="black")
+    black_other = deletion_insertion(model, x, y, SPEC, rank_pixels(random_map), canvas="black")
+    assert black["insertion_auc"].mean() > black_other["insertion_auc"].mean() + 0.1
