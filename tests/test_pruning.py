@@ -18,8 +18,10 @@ from saliencylab.pruning import (GlobalMagnitude, RandomPruning, apply_masks, co
                                  density, enforce, expected_remaining, full_masks,
                                  layer_densities, masked_weights, prunable, prune, rewind)
 
+# deterministic: the resume and parallel tests compare results bit for bit, also on CUDA
 TINY = ["n_train=256", "n_test=64", "levels=3", "pretrain.epochs=2", "retrain.epochs=2",
-        "retrain.lr_milestones=1", "pretrain.lr_milestones=1", "seeds=333", "n_examples=2"]
+        "retrain.lr_milestones=1", "pretrain.lr_milestones=1", "seeds=333", "n_examples=2",
+        "deterministic=true"]
 
 
 def tiny_config(*extra):

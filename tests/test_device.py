@@ -1,0 +1,126 @@
+"""--device: resolution, the one-line error for CUDA on a CPU-only machine, the run hash, and
+jobs that put their tensors on the configured device."""
+
+import pytest
+import torch
+
+from saliencylab import cli, data, device
+from saliencylab import config as cfg
+from saliencylab.errors import UserError
+from saliencylab.protocols import roar
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_auto_is_the_cpu_without_cuda_and_the_first_gpu_with_it(no_cuda):
+    assert device.resolve_device("auto") == torch.device("cpu")
+    assert device.resolve_device("cpu") == torch.device("cpu")
+    assert device.device_kind("auto") == "cpu"
+
+
+def test_auto_and_cuda_indices_with_two_gpus(two_gpus):
+    assert device.resolve_device("auto") == torch.device("cuda:0")
+    assert device.resolve_device("cuda") == torch.device("cuda:0")
+    assert device.resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(UserError, match="this machine has 2 CUDA device"):
+        device.resolve_device("cuda:2")
+    assert device.device_kind("auto") == "cuda" == device.device_kind("cuda:1")
+
+
+def test_cuda_on_a_cpu_only_machine_is_a_one_line_error_before_any_work(no_cuda, capsys, tmp_path):
+    with pytest.raises(UserError, match="no CUDA device is available here"):
+        device.resolve_device("cuda")
+    for command in (["roar", "--preset", "roar-quick"], ["sgt", "--preset", "smoot-quick"],
+                    ["prune", "--preset", "prune-quick"],
+                    ["train", "--dataset", "digits", "--epochs", "1"]):
+        assert cli.main(command + ["--device", "cuda", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--device cuda: no CUDA device is available" in err
+    assert not list(tmp_path.iterdir())  # no run directory
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu:0"])
+def test_unknown_devices_list_the_choices(name):
+    with pytest.raises(UserError, match="choose auto, cpu, cuda or cuda:N"):
+        device.resolve_device(name)
+
+
+def test_the_device_flag_is_listed_by_every_command(capsys):
+    for command in ("roar", "sgt", "prune", "train"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "--device" in out and "--executor" in out
+
+
+def recording_train(devices):
+    real = roar.train
+
+    def train(model, x, y, spec, *args, **kwargs):
+        devices.append((next(model.parameters()).device.type, x.device.type, y.device.type))
+        return real(model, x, y, spec, *args, **kwargs)
+
+    return train
+
+
+def test_a_roar_job_puts_its_model_and_data_on_the_configured_device(monkeypatch):
+    config = cfg.apply_sets(roar.RoarConfig(), ["dataset=digits", "n_train=64", "n_test=32",
+                                                "train.epochs=1", "device=cpu"])
+    ds = data.load_dataset("digits").subset(64, 32)
+    ranking = {"train": torch.zeros(64, 64, dtype=torch.int16), "test": torch.zeros(32, 64, dtype=torch.int16)}
+    devices = []
+    monkeypatch.setattr(roar, "train", recording_train(devices))
+    roar.roar_job(config, "random", 50.0, 0, progress=False, dataset=ds, ranking=ranking)
+    assert devices == [("cpu", "cpu", "cpu")]
+
+
+@needs_cuda
+def test_a_roar_job_on_cuda_trains_there(monkeypatch):
+    config = cfg.apply_sets(roar.RoarConfig(), ["dataset=digits", "n_train=64", "n_test=32",
+                                                "train.epochs=1", "device=cuda"])
+    ds = data.load_dataset("digits").subset(64, 32)
+    ranking = {"train": torch.zeros(64, 64, dtype=torch.int16), "test": torch.zeros(32, 64, dtype=torch.int16)}
+    devices = []
+    monkeypatch.setattr(roar, "train", recording_train(devices))
+    record = roar.roar_job(config, "random", 50.0, 0, progress=False, dataset=ds, ranking=ranking)
+    assert devices == [("cuda", "cuda", "cuda")] and 0 <= record["accuracy"] <= 1
+
+
+@needs_cuda
+def test_a_dataset_moved_to_cuda_stays_uint8():
+    ds = data.load_dataset("digits").to("cuda")
+    assert ds.x_train.is_cuda and ds.x_train.dtype == torch.uint8
+    assert ds.spec.normalize(ds.x_test[:4]).is_cuda
+
+
+@needs_cuda
+def test_deterministic_cuda_runs_repeat_bit_for_bit():
+    from saliencylab.config import TrainConfig
+    from saliencylab.models import build_model
+    from saliencylab.training import train
+
+    ds = data.load_dataset("digits").subset(256, 32).to("cuda")
+    device.set_deterministic(True, torch.device("cuda"))
+    try:
+        states = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model = build_model("sgt_cnn", ds.spec.shape, 10).cuda()
+            train(model, ds.x_train, ds.y_train, ds.spec, TrainConfig(epochs=1, batch_size=32,
+                  optimizer="adadelta", lr=1.0), seed=0, progress=False)
+            states.append(model.state_dict())
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    finally:
+        device.set_deterministic(False, torch.device("cuda"))
