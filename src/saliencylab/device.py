@@ -68,6 +68,14 @@ def prepare(config) -> torch.device:
     return device
 
 
+def describe(name: str) -> str:
+    """The device a run used, for reports: `cpu`, or `cuda:0 (NVIDIA H100 80GB HBM3)`."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
 _ON_DEVICE: dict = {}  # (id of the CPU data set, device) -> the data set there, per process
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .. import attribution, data, models
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..device import on_device, prepare
+from ..device import describe, on_device, prepare
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..metrics import mean_std, soft_iou
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
@@ -431,7 +431,7 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float,
             f"images ({'all' if config.n_heatmaps is None else f'first {config.n_heatmaps}'}), "
             f"predicted class, ReLU + min-max; IoU = Σmin/Σmax against the clean image in [0, 1]. "
             f"Background noise: uniform in [0, {config.noise:g}] on zero pixels. "
-            f"This invocation took {seconds / 60:.1f} min.\n",
+            f"This invocation took {seconds / 60:.1f} min on {describe(config.device)}.\n",
             "## Accuracy and IoU per level (mean ± std over seeds)\n",
             markdown_table(["level", "density", "accuracy (%)", "noisy accuracy (%)", "IoU",
                             "seeds"], table),

@@ -20,7 +20,7 @@ import torch
 from .. import attribution, data, models
 from ..attribution import MethodOptions
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..device import on_device, prepare
+from ..device import describe, on_device, prepare
 from ..executor import ExecOptions, Job, run_jobs
 from ..removal import FILLS, fill, rank_pixels, removal_mask
 from ..metrics import mean_std
@@ -218,7 +218,8 @@ def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float
     text = [f"# {mode}: {config.dataset}, {config.model}\n",
             f"Base model (seed {config.base_seed}) test accuracy: {100 * base_accuracy:.2f}%. "
             f"{len(records)} jobs over seeds {', '.join(map(str, config.seeds))}; "
-            f"{config.train.epochs} epochs each; this invocation took {seconds / 60:.1f} min.\n",
+            f"{config.train.epochs} epochs each; this invocation took {seconds / 60:.1f} min on "
+            f"{describe(config.device)}.\n",
             f"Attributions explain the base model's {config.target} class; removed pixels get "
             f"{FILL_TEXT.get(config.fill, config.fill)}. The 0% column is the clean-data reference "
             f"shared by all methods.\n",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .. import data
+from ..device import describe
 from ..metrics import mean_std
 from ..removal import count_removed
 from ..report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
@@ -92,7 +93,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
         f"up to 100), seeds {', '.join(map(str, config.seeds))}, {n_train} train / "
         f"{len(ds.x_test)} test images, {config.train.optimizer} lr {config.train.lr:g}, batch "
         f"{config.train.batch_size}, precision {config.train.precision}, device "
-        f"{config.device}. Training took {minutes:.1f} job-minutes in total; this invocation "
+        f"{describe(config.device)}. Training took {minutes:.1f} job-minutes in total; this invocation "
         f"{seconds / 60:.1f} min.\n",
         f"**Model selection:** {selection_text(config, records)}\n",
         f"SGT: k = {o.k:g}% of the pixels. SMOOT: K in {o.k_unit}, starting at {o.k_init}% of the "
