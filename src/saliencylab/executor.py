@@ -158,7 +158,7 @@ class Driver:
 
     def fail(self, job: Job, reason: str) -> None:
         self.outcome.failed[job.key] = reason
-        tqdm.write(f"saliencylab: job {job.key} failed: {reason}")
+        tqdm.write(f"saliencylab: job {job.key} failed: {reason}", file=sys.stderr)
         self.bar.update()
 
     def close(self) -> RunOutcome:
@@ -214,7 +214,8 @@ def _run_in_pool(driver: Driver, todo: list[Job], specs: dict, options: ExecOpti
         if not lost:
             return
         if attempt < options.max_retries:
-            tqdm.write(f"saliencylab: a worker process died; retrying {len(lost)} job(s)")
+            tqdm.write(f"saliencylab: a worker process died; retrying {len(lost)} job(s)",
+                       file=sys.stderr)
         todo = lost
     for job in todo:
         driver.fail(job, "its worker process died on every try")
@@ -259,7 +260,7 @@ def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, futures: dict) ->
     stops the workers at once (their jobs resume from their own checkpoints)."""
     running = [f for f in futures if not f.cancel() and not f.done()]
     tqdm.write(f"\nsaliencylab: interrupted; saving {len(running)} running job(s) as they "
-               f"finish (Ctrl-C again to stop now)")
+               f"finish (Ctrl-C again to stop now)", file=sys.stderr)
     try:
         for future in cf.as_completed(running):
             try:

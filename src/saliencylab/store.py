@@ -48,9 +48,11 @@ FILE_MODE = 0o666 & ~_umask()
 
 def warn(message: str) -> None:
     """One line on stderr (through tqdm, so progress bars stay intact)."""
+    import sys
+
     from tqdm.auto import tqdm
 
-    tqdm.write(f"saliencylab: warning: {message}")
+    tqdm.write(f"saliencylab: warning: {message}", file=sys.stderr)
 
 
 def _disk_full(error: BaseException) -> bool:
@@ -207,7 +209,7 @@ class RunStore:
         text = json.dumps(self.config, indent=2) + "\n"
         if path.exists():
             try:
-                same = json.loads(path.read_text()) == self.config
+                same = json.loads(path.read_text()) == json.loads(text)
             except (ValueError, UnicodeDecodeError):
                 same = False
             if same:

@@ -1,0 +1,90 @@
+"""--executor ray on a local Ray with 2 CPUs (issue 7): the same results as the local executor,
+a killed worker retried, an interrupted driver resumed, a failing job reported, the extra named."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'saliencylab[ray]'")
+
+from saliencylab.executor import ExecOptions, Job, run_jobs  # noqa: E402
+from saliencylab.protocols import roar  # noqa: E402
+from saliencylab.store import RunStore  # noqa: E402
+
+HERE = Path(__file__).parent
+RAY = ExecOptions(executor="ray", max_retries=3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    python_path = os.pathsep.join([str(HERE)] + sys.path)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    yield
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_results_csv_as_the_local_executor(tmp_path):
+    from test_roar import read_results, tiny_config
+
+    config = tiny_config()
+    local = roar.run(config, str(tmp_path / "local"), "tiny", options=ExecOptions(workers=2))
+    on_ray = roar.run(config, str(tmp_path / "ray"), "tiny", options=RAY)
+    assert read_results(on_ray) == read_results(local)
+
+
+def test_a_ray_worker_killed_mid_job_is_retried_and_every_job_is_stored_once(tmp_path):
+    import executor_jobs
+
+    store = RunStore(tmp_path, "kill", roar.RoarConfig(device="cpu"))
+    jobs = [Job(f"k{i}", executor_jobs.dies_once, (str(tmp_path), i)) for i in range(3)]
+    outcome = run_jobs(store, jobs, options=RAY, describe=str)
+    assert not outcome.failed and (tmp_path / "died-1").exists()
+    assert sorted(p.name for p in (store.dir / "jobs").iterdir()) == ["k0.json", "k1.json", "k2.json"]
+    store.close()
+
+
+def test_a_failing_job_on_ray_is_one_line_and_the_others_are_kept(tmp_path):
+    from test_executor import maybe_diverge
+
+    store = RunStore(tmp_path, "fail", roar.RoarConfig(device="cpu"), {"x": int})
+    outcome = run_jobs(store, [Job(f"job-{x}", maybe_diverge, (x,)) for x in range(4)],
+                       options=RAY, describe=str)
+    assert list(outcome.failed) == ["job-2"]
+    assert outcome.failed["job-2"].startswith("job-2: training diverged")
+    assert sorted(r["x"] for r in store.records()) == [0, 1, 3]
+    store.close()
+
+
+def test_an_interrupted_ray_driver_resumes_and_skips_the_finished_jobs(tmp_path):
+    from test_roar import TINY
+
+    command = [sys.executable, "-m", "saliencylab.cli", "roar", "--preset", "roar-quick",
+               "--executor", "ray", "--device", "cpu", "--out", str(tmp_path)]
+    command += [a for s in TINY for a in ("--set", s)]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300  # a new driver starts its own Ray workers: slow on a busy machine
+    while not list(tmp_path.glob("*/jobs/*.json")) and time.time() < deadline:
+        time.sleep(0.1)
+    driver.kill()
+    driver.wait()
+    finished = len(list(tmp_path.glob("*/jobs/*.json")))
+    assert 1 <= finished
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming: {finished} of 6 jobs already finished" in result.stdout
+    assert len(list(tmp_path.glob("*/jobs/*.json"))) == 6
+
+
+def test_asking_for_ray_without_it_names_the_extra(monkeypatch):
+    import saliencylab.ray_executor as ray_executor
+    from saliencylab.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UserError, match=r"needs Ray: pip install 'saliencylab\[ray\]'"):
+        ray_executor.connect(RAY)

@@ -1,0 +1,204 @@
+"""Trust nothing on disk (issue 10 §1, §5, §6, §7): corrupt or foreign job records and artifacts
+are quarantined and recomputed, config.json is never trusted, one process per run directory,
+stale temporaries go, the umask is respected, and a full disk is a one-line error."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from saliencylab import config as cfg
+from saliencylab.errors import UserError
+from saliencylab.protocols import roar
+from saliencylab.store import RunStore, atomic_write, load_verified, save_verified
+
+TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
+        "thresholds=0,50", "methods=random,gradient"]
+
+
+def tiny_config(*extra):
+    return cfg.apply_sets(cfg.load_preset("roar", "roar-quick", roar.RoarConfig()), TINY + list(extra))
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """One uninterrupted run, as the reference every repaired run must equal."""
+    return roar.run(tiny_config(), str(tmp_path_factory.mktemp("clean")), "tiny")
+
+
+def results(run_dir: Path) -> str:
+    return (run_dir / "results.csv").read_text()
+
+
+def copy_run(source: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "runs" / source.name
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[:25]),  # truncated
+    lambda p: p.write_bytes(b""),  # emptied
+    lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x81"),  # not UTF-8
+    lambda p: p.write_text(p.read_text().replace('"accuracy": 0.', '"accuracy": "zero point ')),
+    lambda p: p.write_text((p.parent / "random-t50-s0.json").read_text()),  # another job's file
+], ids=["truncated", "empty", "not-utf8", "non-numeric-accuracy", "another-jobs-record"])
+def test_a_damaged_job_record_is_quarantined_and_recomputed(clean_run, tmp_path, capsys, damage):
+    run_dir = copy_run(clean_run, tmp_path)
+    victim = run_dir / "jobs" / "gradient-t50-s0.json"
+    damage(victim)
+    assert roar.run(tiny_config(), str(tmp_path / "runs"), "tiny") == run_dir
+    err = capsys.readouterr().err
+    assert f"{victim}" in err and "moved to" in err and "computed again" in err
+    assert (run_dir / "corrupt" / "jobs" / "gradient-t50-s0.json").exists()
+    assert results(run_dir) == results(clean_run)
+
+
+def test_a_record_of_another_config_is_not_trusted(clean_run, tmp_path, capsys):
+    run_dir = copy_run(clean_run, tmp_path)
+    victim = run_dir / "jobs" / "random-t50-s0.json"
+    data = json.loads(victim.read_text())
+    data["config_hash"] = "0123456789"
+    victim.write_text(json.dumps(data))
+    roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    assert "belongs to another config" in capsys.readouterr().err
+    assert results(run_dir) == results(clean_run)
+
+
+def flip_bytes_inside_the_archive(path: Path) -> None:
+    """Change tensor bytes but keep a valid zip archive: torch.load would accept it."""
+    with zipfile.ZipFile(path) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    data_name = next(n for n in entries if "/data/" in n and len(entries[n]) > 16)
+    payload = bytearray(entries[data_name])
+    payload[:8] = bytes(b ^ 0xFF for b in payload[:8])
+    entries[data_name] = bytes(payload)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for name, content in entries.items():
+            target.writestr(name, content)
+    torch.load(path, weights_only=True)  # still loads: only the checksum can tell
+
+
+@pytest.mark.parametrize("artifact, damage", [
+    ("ranking-gradient.pt", lambda p: p.write_bytes(p.read_bytes()[:100])),
+    ("ranking-gradient.pt", flip_bytes_inside_the_archive),
+    ("base_model.pt", lambda p: p.write_bytes(p.read_bytes()[:100])),
+])
+def test_a_damaged_artifact_is_quarantined_and_recomputed(clean_run, tmp_path, capsys, artifact,
+                                                          damage):
+    run_dir = copy_run(clean_run, tmp_path)
+    for job in (run_dir / "jobs").glob("gradient-*"):
+        job.unlink()  # the jobs that need the ranking run again
+    damage(run_dir / "artifacts" / artifact)
+    roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    err = capsys.readouterr().err
+    assert f"{artifact} does not match its sha256" in err or f"{artifact} cannot be loaded" in err
+    assert (run_dir / "corrupt" / "artifacts" / artifact).exists()
+    assert results(run_dir) == results(clean_run)
+
+
+def test_an_edited_config_json_is_rewritten_from_the_command_never_used(clean_run, tmp_path, capsys):
+    run_dir = copy_run(clean_run, tmp_path)
+    (run_dir / "config.json").write_text('{"train": {"lr": 99}, garbled')
+    roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    assert "config.json disagrees with this run's config" in capsys.readouterr().err
+    written = json.loads((run_dir / "config.json").read_text())
+    assert written == json.loads(json.dumps(cfg.to_dict(tiny_config())))
+    assert results(run_dir) == results(clean_run)
+    roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")  # now it agrees: no warning
+    assert "disagrees" not in capsys.readouterr().err
+
+
+def test_verified_files_round_trip_and_a_missing_checksum_is_not_trusted(tmp_path, capsys):
+    path = tmp_path / "artifacts" / "x.pt"
+    save_verified(path, {"a": torch.arange(3)})
+    assert torch.equal(load_verified(path, tmp_path)["a"], torch.arange(3))
+    path.with_name("x.pt.sha256").unlink()
+    assert load_verified(path, tmp_path) is None
+    assert "has no readable sha256" in capsys.readouterr().err
+    assert not path.exists() and (tmp_path / "corrupt" / "artifacts" / "x.pt").exists()
+
+
+# one process per run directory ------------------------------------------------------------------
+HOLD = """
+import sys, time
+from saliencylab.store import RunStore
+from saliencylab.protocols.roar import RoarConfig
+store = RunStore(sys.argv[1], "held", RoarConfig(device="cpu"))
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_on_the_same_run_directory_is_refused_naming_the_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=rf"in use by another saliencylab process \(pid "
+                                            rf"{holder.pid} on host"):
+            RunStore(tmp_path, "held", roar.RoarConfig(device="cpu"))
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without releasing: its lock is stale and taken over, with a warning
+    store = RunStore(tmp_path, "held", roar.RoarConfig(device="cpu"))
+    store.close()
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, capsys):
+    run = tmp_path / f"held-{cfg.config_hash(roar.RoarConfig(device='cpu'))}"
+    run.mkdir()
+    (run / ".lock").write_text("pid 999999 on host elsewhere\n")
+    RunStore(tmp_path, "held", roar.RoarConfig(device="cpu")).close()
+    assert "taking over the stale lock" in capsys.readouterr().err
+    assert (run / ".lock").read_text() == ""  # released on close
+
+
+# temporaries, permissions, a full disk -----------------------------------------------------------
+def test_stale_temporary_files_are_removed_when_a_run_is_opened(tmp_path):
+    config = roar.RoarConfig(device="cpu")
+    store = RunStore(tmp_path, "t", config)
+    store.close()
+    stale = [store.dir / ".config.json.abc123.tmp", store.dir / "artifacts" / ".x.pt.def.tmp"]
+    for path in stale:
+        path.write_text("half")
+    RunStore(tmp_path, "t", config).close()
+    assert not any(p.exists() for p in stale)
+
+
+def test_files_respect_the_umask(tmp_path):
+    import saliencylab.store as store_module
+
+    old = os.umask(0o022)
+    try:
+        store_module.FILE_MODE = 0o666 & ~0o022
+        atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+        store_module.FILE_MODE = 0o666 & ~old
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:626] . "
+                                                "unexpected pos 832 vs 726")])
+def test_a_full_disk_is_one_line_naming_the_directory_and_leaves_no_partial_file(tmp_path, error):
+    def write(tmp):
+        tmp.write_bytes(b"partial")
+        raise error
+
+    with pytest.raises(UserError) as caught:
+        atomic_write(tmp_path / "model.pt", write)
+    message = str(caught.value)
+    assert "\n" not in message and f"no space left to write model.pt in {tmp_path}" in message
+    assert "MiB free" in message
+    assert list(tmp_path.iterdir()) == []
