@@ -185,10 +185,14 @@ def planted():
 def test_road_a_map_marking_the_block_beats_a_random_map():
     model, x, y, marks, random_map = planted()
     percents = [p / 100 for p in range(10, 100, 10)]
-    ours = road(model, x, y, SPEC, marks)
-    other = road(model, x, y, SPEC, random_map)
-    assert auc(percents, ours["morf"]) < auc(percents, other["morf"]) - 10
-    assert auc(percents, ours["lerf"]) > auc(percents, other["lerf"]) + 10
+    ours, other = road(model, x, y, SPEC, marks), road(model, x, y, SPEC, random_map)
+    assert ours["morf"].shape == (200, 9) and ours["morf"].dtype == torch.bool
+
+    def area(curves):
+        return auc(percents, 100 * curves.float().mean(0))
+
+    assert area(ours["morf"]) < area(other["morf"]) - 10
+    assert area(ours["lerf"]) > area(other["lerf"]) + 10
 
 
 def test_deletion_and_insertion_reward_a_map_marking_the_block():

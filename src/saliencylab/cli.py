@@ -16,7 +16,7 @@ from . import data
 from .errors import UserError
 from .executor import EXECUTORS, options_from
 from .store import read_failures
-from .protocols import pruning, roar, saliency_training, sgt_tools
+from .protocols import evaluate, pruning, roar, saliency_training, sgt_tools
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,14 @@ COMMANDS = {
                      "heatmap soft IoU per level.",
                      (Shortcut("--method", "method", "attribution method for the heatmaps "
                                "(default gradcam++)"),)),
+    "evaluate": Command(evaluate.EvaluateConfig(), evaluate.run, "evaluate-quick",
+                        "Every faithfulness test (ROAD, deletion/insertion, model randomisation, "
+                        "accuracy drop, ROAR) of every method on one model, in one report.",
+                        (Shortcut("--model", "model", "your model: package.module:function or "
+                                  "path/to/file.py:function (called with (shape, classes) if it "
+                                  "takes two arguments)"),
+                         Shortcut("--model-file", "model_file", "your model's weights (a "
+                                  "state_dict), loaded with weights_only=True"))),
 }
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -29,3 +29,25 @@ def soft_iou(a: Tensor, b: Tensor) -> Tensor:
     a, b = a.flatten(1), b.flatten(1)
     union = torch.maximum(a, b).sum(1)
     return torch.minimum(a, b).sum(1) / union.clamp(min=torch.finfo(a.dtype).tiny)
+
+
+def kendall_tau(first, second) -> float:
+    """Kendall's tau-b between two scorings of the same items (e.g. methods ranked by two
+    metrics), -1 (reversed) .. 1 (the same order); NaN when either scoring is constant."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(list(first), list(second)).statistic)
+
+
+def bootstrap_ci(values, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of per-image `values`."""
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)

@@ -109,7 +109,66 @@ MODELS: dict[str, Callable[[Shape, int], nn.Module]] = {
 
 
 def build_model(name: str, shape: Shape, classes: int) -> nn.Module:
-    """Build a registered model for inputs of `shape` (C, H, W) and `classes` outputs."""
+    """Build a registered model, or your own (`package.module:function` or
+    `path/to/file.py:function`), for inputs of `shape` (C, H, W) and `classes` outputs."""
+    if ":" in name:
+        return _user_model(name, tuple(shape), classes)
     if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or "
+                        f"name your own as package.module:function")
     return MODELS[name](tuple(shape), classes)
+
+
+def check_model(name: str) -> None:
+    """A one-line UserError unless `name` is a registered model or an importable function."""
+    if ":" in name:
+        _resolve(name)
+    elif name not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or "
+                        f"name your own as package.module:function")
+
+
+def _resolve(spec: str) -> Callable:
+    """The function behind `module:function` or `file.py:function`."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    where, _, attribute = spec.rpartition(":")
+    hint = "write --model package.module:function (or path/to/file.py:function)"
+    if not where or not attribute:
+        raise UserError(f"--model {spec!r} is not module:function: {hint}")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise UserError(f"--model {spec!r}: {path} is not a file: {hint}")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"--model {spec!r}: cannot import {where} ({type(e).__name__}: {e}); "
+                        f"{hint}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise UserError(f"--model {spec!r}: {where} has no function {attribute!r}; {hint}")
+    return function
+
+
+def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
+    """Call the user's function with (shape, classes) if it takes two parameters, else none."""
+    import inspect
+
+    function = _resolve(spec)
+    try:
+        takes = len(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        takes = 0
+    model = function(shape, classes) if takes >= 2 else function()
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -76,7 +76,7 @@ class PruneConfig(RunOptions):
 
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
-        check_choice(self.model, models.MODELS, "model")
+        models.check_model(self.model)
         check_choice(self.method, attribution.method_names(), "attribution method")
         attribution.MethodOptions(cam_layer=self.cam_layer).validate()
         check_choice(self.strategy, STRATEGIES, "pruning strategy")

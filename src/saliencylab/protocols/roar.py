@@ -53,7 +53,7 @@ class RoarConfig(RunOptions):
 
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
-        check_choice(self.model, models.MODELS, "model")
+        models.check_model(self.model)
         for method in self.methods:
             check_choice(method, attribution.method_names(), "attribution method")
         check(len(self.methods) > 0, "methods must name at least one attribution method")

@@ -101,7 +101,7 @@ class SaliencyTrainingConfig(RunOptions):
 
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
-        check_choice(self.model, models.MODELS, "model")
+        models.check_model(self.model)
         check(len(self.objectives) > 0, "objectives must name at least one objective")
         for name in self.objectives:
             check_choice(name, OBJECTIVES, "objective")

@@ -2,6 +2,7 @@
 
 - `accuracy_curve`: accuracy after removing the top x% ranked pixels (the SGT/SMOOT
   accuracy-drop curve; also LeRF with `keep=True`);
+- `correctness`: the same per image (curves of 0/1);
 - `road`: ROAD's MoRF and LeRF curves with noisy linear imputation (Rong et al. 2022);
 - `deletion_insertion`: RISE's per-image probability curves (Petsiuk et al. 2018);
 - `auc`: the trapezoid area, over an explicit x range.
@@ -34,22 +35,32 @@ def _predict(model, x_raw: Tensor, spec) -> Tensor:
 
 
 @torch.no_grad()
+def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
+                keep: bool = False, batch_size: int = 500,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Whether each image is still classified correctly [N, len(percents)] after removing its
+    ⌊x·HW⌋ first-ranked pixels (the last ones with `keep`), filled with `fill_kind`."""
+    model.eval()
+    mean_pixel = spec.mean_pixel(x.device)
+    columns = []
+    for percent in percents:
+        rows = []
+        for a, b in _batches(len(x), batch_size):
+            mask = removal_mask(order[a:b], percent, x.shape[2:], keep=keep)
+            xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
+            rows.append(_predict(model, xb, spec).argmax(1) == y[a:b])
+        columns.append(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool, device=x.device))
+    return torch.stack(columns, 1)
+
+
 def accuracy_curve(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
                    keep: bool = False, batch_size: int = 500,
                    generator: torch.Generator | None = None) -> list[float]:
     """Test accuracy (%) after removing the ⌊x·HW⌋ first-ranked pixels of every image (the last
     ones with `keep`), filled with `fill_kind`, for each x in `percents`."""
-    model.eval()
-    mean_pixel = spec.mean_pixel(x.device)
-    accuracies = []
-    for percent in percents:
-        correct = 0
-        for a, b in _batches(len(x), batch_size):
-            mask = removal_mask(order[a:b], percent, x.shape[2:], keep=keep)
-            xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
-            correct += int((_predict(model, xb, spec).argmax(1) == y[a:b]).sum())
-        accuracies.append(100.0 * correct / max(1, len(x)))
-    return accuracies
+    right = correctness(model, x, y, spec, order, percents, fill_kind, keep=keep,
+                        batch_size=batch_size, generator=generator)
+    return (100.0 * right.float().mean(0)).tolist() if len(x) else [0.0] * len(percents)
 
 
 def road_order(a: Tensor, seed: int = 0, signed: bool = True) -> Tensor:
@@ -69,18 +80,19 @@ def road_order(a: Tensor, seed: int = 0, signed: bool = True) -> Tensor:
 
 def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 100, 10)), *,
          fill_kind: str = "linear", signed: bool = True, batch_size: int = 500,
-         seed: int = 0) -> dict[str, list[float]]:
-    """ROAD (Rong et al. 2022): accuracy (%) without retraining after removing the x% most
-    (MoRF) or least (LeRF) relevant pixels, imputed with noisy linear imputation. Both curves
-    are indexed by the fraction removed, as in the paper's text (the authors' code indexes LeRF
-    by the fraction kept, imputed_dataset.py line 84: on the symmetric grid 10..90 the points
-    are the same)."""
+         seed: int = 0) -> dict[str, Tensor]:
+    """ROAD (Rong et al. 2022): per image, whether it is still classified correctly, without
+    retraining, after removing the x% most (MoRF) or least (LeRF) relevant pixels imputed with
+    noisy linear imputation ([N, len(percents)] each; the accuracy curve is their mean). Both
+    curves are indexed by the fraction removed, as in the paper's text (the authors' code
+    indexes LeRF by the fraction kept, imputed_dataset.py line 84: on the symmetric grid
+    10..90 the points are the same)."""
     order = road_order(a, seed, signed)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    return {"morf": accuracy_curve(model, x, y, spec, order, percents, fill_kind,
-                                   batch_size=batch_size, generator=generator),
-            "lerf": accuracy_curve(model, x, y, spec, order, percents, fill_kind, keep=True,
-                                   batch_size=batch_size, generator=generator)}
+    return {"morf": correctness(model, x, y, spec, order, percents, fill_kind,
+                                batch_size=batch_size, generator=generator),
+            "lerf": correctness(model, x, y, spec, order, percents, fill_kind, keep=True,
+                                batch_size=batch_size, generator=generator)}
 
 
 @torch.no_grad()

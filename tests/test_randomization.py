@@ -1,0 +1,85 @@
+"""Model-parameter randomisation (Adebayo et al. 2018), SSIM, Spearman, Kendall tau, bootstrap."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from saliencylab.attribution import make_method
+from saliencylab.metrics import bootstrap_ci, kendall_tau
+from saliencylab.models import build_model
+from saliencylab.randomization import layers_top_down, mprt, spearman, ssim
+
+
+def trained_lenet():
+    from saliencylab import data
+    from saliencylab.config import TrainConfig
+    from saliencylab.training import train
+
+    ds = data.load_dataset("digits").subset(400, 40)
+    torch.manual_seed(0)
+    model = build_model("lenet", ds.spec.shape, 10)
+    train(model, ds.x_train, ds.y_train, ds.spec, TrainConfig(epochs=3, batch_size=32, lr=0.05),
+          seed=0, progress=False)
+    return model.eval(), ds.spec.normalize(ds.x_test), ds.y_test
+
+
+def test_layers_are_listed_from_the_logits_down():
+    model = build_model("lenet", (1, 8, 8), 10)
+    assert layers_top_down(model, torch.zeros(1, 1, 8, 8)) == [
+        "classifier.5", "classifier.3", "classifier.1", "features.3", "features.0"]
+
+
+def test_randomising_every_layer_destroys_gradient_maps_but_not_a_map_of_the_input():
+    model, x, y = trained_lenet()
+    gradient = make_method("gradient").attribute
+    rows = mprt(model, x, y, gradient, "cascading")
+    assert rows[-1]["layer"] == "features.0"  # every layer randomised
+    assert abs(np.mean(rows[-1]["spearman_abs"])) < 0.3
+    assert np.mean(rows[0]["spearman_abs"]) > np.mean(rows[-1]["spearman_abs"])
+    image = lambda model, x, target: x.sum(1, keepdim=True)  # noqa: E731  ignores the model
+    for row in mprt(model, x, y, image, "cascading") + mprt(model, x, y, image, "independent"):
+        assert np.allclose(row["spearman"], 1) and np.allclose(row["ssim"], 1)
+    before = [p.clone() for p in model.parameters()]
+    mprt(model, x, y, gradient, "independent")
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # a copy is randomised
+
+
+def test_spearman_by_hand_with_ties():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert spearman(a, a)[0] == pytest.approx(1)
+    assert spearman(a, -a)[0] == pytest.approx(-1)
+    # ranks (1, 2, 3.5, 3.5) vs (1, 2, 3, 4): centred (-1.5, -.5, 1, 1) and (-1.5, -.5, .5, 1.5)
+    # -> (2.25 + .25 + .5 + 1.5) / sqrt(4.5 * 5) = 4.5 / sqrt(22.5)
+    assert spearman(torch.tensor([[1.0, 2.0, 5.0, 5.0]]), a)[0] == pytest.approx(4.5 / 22.5 ** 0.5)
+    assert spearman(torch.zeros(1, 4), a)[0] == 0.0
+
+
+def test_ssim_identical_maps_is_one_and_a_hand_computed_pair():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 1, 9, 9, generator=g)
+    assert np.allclose(ssim(a, a), 1)
+    # a 3x3 map with a 3x3 window (one window): a = constant 0.5 and b = a checkerboard of 0/1.
+    # means .5 and 5/9; var(a) = 0; cov = 0 -> SSIM = (2 .5 5/9 + c1)(c2) / ((.25 + 25/81 + c1)(var_b + c2))
+    a = torch.full((1, 1, 3, 3), 0.5)
+    b = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 0, 1]]).view(1, 1, 3, 3)
+    c1, c2, mb = 0.01 ** 2, 0.03 ** 2, 5 / 9
+    var_b = (5 - 9 * mb ** 2) / 8  # sample variance of five 1s and four 0s
+    expected = (2 * 0.5 * mb + c1) * c2 / ((0.25 + mb ** 2 + c1) * (var_b + c2))
+    assert ssim(a, b, window=3)[0] == pytest.approx(expected)
+
+
+def test_kendall_tau_hand_computed_on_three_methods():
+    # metric A ranks methods (g, ig, random) as 1, 2, 3; metric B as 1, 3, 2:
+    # pairs (g, ig) concordant, (g, random) concordant, (ig, random) discordant -> (2 - 1) / 3
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_images():
+    values = np.random.default_rng(0).normal(5, 1, 400)
+    low, high = bootstrap_ci(values)
+    assert low < values.mean() < high
+    narrow = bootstrap_ci(np.tile(values, 4))
+    assert narrow[1] - narrow[0] < high - low
+    assert bootstrap_ci(values, seed=1) != (low, high) and bootstrap_ci(values) == (low, high)
