@@ -19,7 +19,7 @@ from saliencylab import data
 from saliencylab.data import DataSpec, Dataset, load_dataset, read_idx
 from saliencylab.errors import UserError
 
-IDX = data._IDX_FILES  # train-images, train-labels, t10k-images, t10k-labels
+IDX = data.idx._IDX_FILES  # train-images, train-labels, t10k-images, t10k-labels
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -29,7 +29,7 @@ def isolated(tmp_path, monkeypatch):
     """No real cache, env var, system folder or network in any test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SALIENCYLAB_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(data.files, "SYSTEM_DIRS", {})
 
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no network in tests")
@@ -80,7 +80,7 @@ def plant_md5(monkeypatch, name: str, written: dict[str, bytes]):
     for fname, blob in written.items():
         key = fname[:-4] if fname.endswith("#raw") else fname
         table[(name, key)] = md5(blob)
-    monkeypatch.setattr(data, "MD5", table)
+    monkeypatch.setattr(data.files, "MD5", table)
 
 
 # ----------------------------------------------------------------- read_idx
@@ -158,7 +158,7 @@ def test_data_dir_wins_over_env_and_cache(tmp_path, monkeypatch):
     a, wa = write_mnist(tmp_path / "arg", rng_seed=1)
     _, wb = write_mnist(tmp_path / "env", rng_seed=2)
     _, wc = write_mnist(tmp_path / "cache" / "saliencylab" / "mnist", rng_seed=3)
-    monkeypatch.setattr(data, "MD5", {})  # no entries: nothing checked
+    monkeypatch.setattr(data.files, "MD5", {})  # no entries: nothing checked
     monkeypatch.setenv("SALIENCYLAB_DATA", str(tmp_path / "env"))
     ds = load_dataset("mnist", tmp_path / "arg", progress=False)
     assert np.array_equal(ds.x_train[:, 0].numpy(), a[IDX[0]])
@@ -203,7 +203,7 @@ def test_truncated_gz_in_dataset(tmp_path, monkeypatch):
 
 def test_wrong_magic_in_dataset(tmp_path, monkeypatch):
     arrays, _ = write_mnist(tmp_path)
-    monkeypatch.setattr(data, "MD5", {})
+    monkeypatch.setattr(data.files, "MD5", {})
     # a label file where the train images belong
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(
         gzip.compress(idx_bytes(arrays[IDX[1]]))
@@ -214,7 +214,7 @@ def test_wrong_magic_in_dataset(tmp_path, monkeypatch):
 
 def test_label_out_of_range(tmp_path, monkeypatch):
     write_mnist(tmp_path)
-    monkeypatch.setattr(data, "MD5", {})
+    monkeypatch.setattr(data.files, "MD5", {})
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(
         gzip.compress(idx_bytes(np.array([0, 1, 2, 3, 11], dtype=np.uint8)))
     )
@@ -420,7 +420,7 @@ def test_cifar10_from_archive(tmp_path, monkeypatch):
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     table = dict(data.MD5)
     table[("cifar10", archive.name)] = md5(archive.read_bytes())
-    monkeypatch.setattr(data, "MD5", table)
+    monkeypatch.setattr(data.files, "MD5", table)
     ds = load_dataset("cifar10", tmp_path / "dl", progress=False)
     assert tuple(ds.x_test.shape) == (3, 3, 32, 32)
     assert (tmp_path / "cache" / "saliencylab" / "cifar10" / "cifar-10-batches-py").is_dir()
@@ -469,7 +469,7 @@ def test_real_mnist():
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason=f"no Fashion-MNIST at {DEBIAN_FASHION}")
 def test_real_fashion_mnist(monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
+    monkeypatch.setattr(data.files, "SYSTEM_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
     ds = load_dataset("fashion-mnist", download=False, progress=False)  # found as system dir
     assert tuple(ds.x_train.shape) == (60000, 1, 28, 28)
     assert tuple(ds.x_test.shape) == (10000, 1, 28, 28)
@@ -486,7 +486,7 @@ def test_cifar_archive_cannot_escape(tmp_path, monkeypatch):
         info = tarfile.TarInfo("../../escaped.txt")
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
-    monkeypatch.setattr(data, "MD5", {})
+    monkeypatch.setattr(data.files, "MD5", {})
     with pytest.raises(UserError, match="cannot extract .*cifar-10-python.tar.gz"):
         load_dataset("cifar10", tmp_path, progress=False)
     assert not list(tmp_path.rglob("escaped.txt"))

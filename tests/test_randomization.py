@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from saliencylab.attribution import make_method
 from saliencylab.metrics import bootstrap_ci, kendall_tau

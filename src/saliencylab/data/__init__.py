@@ -1,0 +1,76 @@
+"""Data sets as in-memory uint8 tensors plus a :class:`DataSpec`.
+
+``load_dataset(name)`` returns a :class:`Dataset` whose images are uint8 ``[N, C, H, W]``
+in raw pixel space (0..255) and whose labels are int64 ``[N]``. Normalisation happens on
+the fly with ``spec.normalize(x)``, so masking and imputation (ROAR, SGT, SMOOT) can work
+in raw pixel space.
+
+Where files are looked for, in order (the first place holding every file wins):
+
+1. the ``data_dir`` argument: the folder holding the files, or a parent with a
+   ``<name>/`` subfolder (also ``MNIST/raw``-style torchvision layouts);
+2. the ``SALIENCYLAB_DATA`` environment variable, same rule (several folders may be
+   joined with ``os.pathsep``);
+3. the user cache ``$XDG_CACHE_HOME/saliencylab/<name>/`` (default ``~/.cache``);
+4. system folders (``/usr/share/datasets/fashion-mnist`` from Debian's
+   ``dataset-fashion-mnist`` package).
+
+When nothing is found and ``download`` is true, the files are fetched into the user cache
+(temp file, md5 check, then rename). Every problem the user can fix becomes a one-line
+:class:`~saliencylab.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .cifar import _load_cifar
+from .files import MD5, SYSTEM_DIRS, URLS, cache_dir
+from .idx import _load_idx_dataset, read_idx
+from .spec import DATASETS, DataSpec, Dataset, _make, display_name
+
+__all__ = ["DATASETS", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS", "cache_dir",
+           "display_name", "load_dataset", "read_idx"]
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.round(bunch.images.astype(np.float64) * 255.0 / 16.0).clip(0, 255).astype(np.uint8)
+    x = x[:, None]  # [N,1,8,8]
+    y = bunch.target.astype(np.int64)
+    perm = np.random.default_rng(0).permutation(len(x))
+    n_test = int(round(0.2 * len(x)))
+    train, test = perm[:-n_test], perm[-n_test:]
+    return _make("digits", [str(i) for i in range(10)], x[train], y[train], x[test], y[test])
+
+
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> Dataset:
+    """Load a data set by name (see ``DATASETS``) into memory.
+
+    ``data_dir`` is the folder holding the files or a parent with a ``<name>/`` subfolder;
+    then ``SALIENCYLAB_DATA``, the user cache and system folders are tried. Missing files
+    are downloaded into the user cache when ``download`` is true.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(
+        key, key
+    )
+    if key not in DATASETS:
+        raise UserError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
+    if key == "digits":
+        return _load_digits()
+    if key in ("mnist", "fashion-mnist"):
+        return _load_idx_dataset(key, data_dir, download, progress)
+    return _load_cifar(key, data_dir, download, progress)
