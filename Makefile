@@ -23,3 +23,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_attribution.py
+	$(PY) benchmarks/bench_sgt_step.py
+	$(PY) benchmarks/bench_road.py
+	$(PY) benchmarks/bench_mprt.py
+	$(PY) benchmarks/bench_executor.py

@@ -29,7 +29,7 @@ def measure(kind: str, images: int, batch: int) -> dict:
     model = build_model("lenet", (1, 28, 28), 10).eval()
     x = torch.randn(images, 1, 28, 28)
     target = torch.randint(0, 10, (images,))
-    ours = make_method("integrated_gradients", ig_steps=50)
+    ours = make_method("integrated_gradients", ig_steps=50, baseline="zeros")  # as Captum
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     for i in range(0, images, batch):
