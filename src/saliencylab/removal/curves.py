@@ -64,7 +64,7 @@ def accuracy_curve(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, f
 
 
 def road_order(a: Tensor, seed: int = 0, signed: bool = True) -> Tensor:
-    """ROAD's ranking (road/imputed_dataset.py lines 66-77, utils.rescale_channel): the map
+    """ROAD's ranking (road/imputed_dataset.py lines 51 and 71-79, utils.rescale_channel): the map
     summed over channels and min-max normalised per image, plus one fixed pattern of 1e-4
     Gaussian noise that breaks ties, ranked highest first. ROAD ranks the signed values;
     `signed=False` ranks |a| like the other curves."""
@@ -85,7 +85,7 @@ def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 
     retraining, after removing the x% most (MoRF) or least (LeRF) relevant pixels imputed with
     noisy linear imputation ([N, len(percents)] each; the accuracy curve is their mean). Both
     curves are indexed by the fraction removed, as in the paper's text (the authors' code
-    indexes LeRF by the fraction kept, imputed_dataset.py line 84: on the symmetric grid
+    indexes LeRF by the fraction kept, imputed_dataset.py line 86: on the symmetric grid
     10..90 the points are the same)."""
     order = road_order(a, seed, signed)
     generator = torch.Generator(device=x.device).manual_seed(seed)

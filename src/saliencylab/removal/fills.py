@@ -85,7 +85,7 @@ def blurred(x: Tensor, sigma: float | None = None) -> Tensor:
 
 
 # ROAD's noisy linear imputation -------------------------------------------------------------
-# Neighbour offsets and weights of road/imputations.py (line 96): 1/6 for the four edge
+# Neighbour offsets and weights of road/imputations.py (line 94): 1/6 for the four edge
 # neighbours, 1/12 for the four diagonal ones.
 NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
               ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
