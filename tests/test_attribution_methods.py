@@ -13,14 +13,7 @@ from saliencylab import attribution
 from saliencylab.attribution import METHODS, MethodOptions, make_method, method_names, register
 from saliencylab.errors import UserError
 from saliencylab.models import build_model
-
-
-def linear_model() -> nn.Module:
-    lin = nn.Linear(4, 2)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]]))
-        lin.bias.copy_(torch.tensor([0.1, -0.2]))
-    return nn.Sequential(nn.Flatten(), lin)
+from test_attribution import linear_model
 
 
 def relu_net() -> nn.Module:
