@@ -193,6 +193,8 @@ def run_jobs(store: RunStore, jobs: list[Job], *, shared: dict[str, Callable[[],
             _run_in_pool(driver, todo, specs, options)
     finally:
         outcome = driver.close()
+        for key, _ in specs.values():  # this run's shared values, loaded in this process
+            _SHARED_CACHE.pop(key, None)
     return outcome
 
 
