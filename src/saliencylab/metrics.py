@@ -25,7 +25,7 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def soft_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Soft IoU per image, Σ min(A, B) / Σ max(A, B) over pixels (DESIGN.md §3); 0 where both are 0."""
+    """Soft IoU per image, Σ min(A, B) / Σ max(A, B) over pixels (docs/protocols.md §3); 0 where both are 0."""
     a, b = a.flatten(1), b.flatten(1)
     union = torch.maximum(a, b).sum(1)
     return torch.minimum(a, b).sum(1) / union.clamp(min=torch.finfo(a.dtype).tiny)

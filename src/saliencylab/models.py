@@ -24,7 +24,7 @@ def _flat_features(features: nn.Module, shape: Shape) -> int:
 
 
 class LeNet(nn.Module):
-    """LeNet-5 as in DESIGN.md §1: 2 conv, 2 max-pool and 3 linear layers."""
+    """LeNet-5 as in docs/protocols.md §1: 2 conv, 2 max-pool and 3 linear layers."""
 
     def __init__(self, shape: Shape, classes: int):
         super().__init__()
@@ -52,7 +52,7 @@ class LeNet(nn.Module):
 
 
 class SGTNet(nn.Module):
-    """The PyTorch MNIST example network used by SGT and SMOOT (DESIGN.md §2)."""
+    """The PyTorch MNIST example network used by SGT and SMOOT (docs/protocols.md §2)."""
 
     def __init__(self, shape: Shape, classes: int):
         super().__init__()
@@ -78,7 +78,7 @@ class SGTNet(nn.Module):
 
 
 class TinyCNN(nn.Module):
-    """Lukkien's pruning model (DESIGN.md §3): conv4-pool-conv8-pool-fc, 200 features on MNIST."""
+    """Lukkien's pruning model (docs/protocols.md §3): conv4-pool-conv8-pool-fc, 200 features on MNIST."""
 
     def __init__(self, shape: Shape, classes: int):
         super().__init__()

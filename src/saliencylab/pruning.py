@@ -1,4 +1,4 @@
-"""Weight masks, global pruning strategies and rewinding (DESIGN.md §3, Frankle & Carbin style IMP).
+"""Weight masks, global pruning strategies and rewinding (docs/protocols.md §3, Frankle & Carbin style IMP).
 
 - A *mask* maps a parameter name to a bool tensor of the parameter's shape: True = kept.
 - The *prunable* parameters are the weights of every conv and linear layer (biases are not

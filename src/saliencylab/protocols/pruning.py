@@ -1,4 +1,4 @@
-"""Pruning vs explanation quality (Lukkien; DESIGN.md §3).
+"""Pruning vs explanation quality (Lukkien; docs/protocols.md §3).
 
 Per seed, one chain of levels:
 - level 0: pre-train `tiny_cnn` with background-only noise (uniform in [0, noise] on zero pixels);

@@ -1,4 +1,4 @@
-"""ROAR, remove and retrain (Hooker et al. 2019), and its mirror KAR (DESIGN.md §1).
+"""ROAR, remove and retrain (Hooker et al. 2019), and its mirror KAR (docs/protocols.md §1).
 
 1. Train a base model on clean data; attribute every train and test image to the base
    model's predicted class (or the true label) and rank the pixels by |attribution|.
