@@ -19,7 +19,7 @@ from saliencylab import data
 from saliencylab.data import DataSpec, Dataset, load_dataset, read_idx
 from saliencylab.errors import UserError
 
-IDX = data.idx._IDX_FILES  # train-images, train-labels, t10k-images, t10k-labels
+IDX = data.idx.IDX_FILES  # train-images, train-labels, t10k-images, t10k-labels
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -320,6 +320,27 @@ def test_subset_keeps_spec():
     assert len(ds.subset(None, 3).x_test) == 3
 
 
+@pytest.mark.parametrize("n_train, n_test", [(0, None), (-5, None), (None, 0), (None, -1),
+                                             (2.5, None), (True, None)])
+def test_subset_rejects_counts_below_one_in_one_line(n_train, n_test):
+    ds = load_dataset("digits")
+    what = "n_train" if n_train is not None else "n_test"
+    with pytest.raises(UserError, match=rf"^{what} must be a whole number of images >= 1") as e:
+        ds.subset(n_train, n_test)
+    assert "\n" not in str(e.value)
+
+
+def test_to_moves_all_four_tensors_and_keeps_dtypes_and_spec():
+    ds = load_dataset("digits").subset(20, 10)
+    moved = ds.to("meta")  # a real move without a GPU: meta tensors have shapes, no data
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        before, after = getattr(ds, name), getattr(moved, name)
+        assert after.device.type == "meta" and after.dtype == before.dtype
+        assert after.shape == before.shape
+    assert moved.x_train.dtype == torch.uint8 and moved.spec is ds.spec
+    assert ds.x_train.device.type == "cpu"  # the original stays where it was
+
+
 # ----------------------------------------------------------------- DataSpec
 
 
@@ -340,6 +361,9 @@ def test_dataspec_hand_example():
     # the black image is what normalize gives for raw zeros
     assert torch.allclose(spec.normalize(torch.zeros(1, 2, 1, 2)), black[None])
     assert spec.num_classes == 2
+    # black and mean_pixel are made on the device asked for
+    assert spec.black("meta").device.type == "meta" and spec.mean_pixel("meta").device.type == "meta"
+    assert spec.normalize(x.to("meta")).device.type == "meta"
 
 
 # ----------------------------------------------------------------- CIFAR

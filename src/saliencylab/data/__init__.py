@@ -24,31 +24,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
-from .cifar import _load_cifar
+from .cifar import load_cifar
+from .digits import load_digits
 from .files import MD5, SYSTEM_DIRS, URLS, cache_dir
-from .idx import _load_idx_dataset, read_idx
-from .spec import DATASETS, DataSpec, Dataset, _make, display_name
+from .idx import load_idx, read_idx
+from .spec import DATASETS, DataSpec, Dataset, display_name
 
 __all__ = ["DATASETS", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS", "cache_dir",
            "display_name", "load_dataset", "read_idx"]
 
-
-def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = np.round(bunch.images.astype(np.float64) * 255.0 / 16.0).clip(0, 255).astype(np.uint8)
-    x = x[:, None]  # [N,1,8,8]
-    y = bunch.target.astype(np.int64)
-    perm = np.random.default_rng(0).permutation(len(x))
-    n_test = int(round(0.2 * len(x)))
-    train, test = perm[:-n_test], perm[-n_test:]
-    return _make("digits", [str(i) for i in range(10)], x[train], y[train], x[test], y[test])
-
-
+_ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}
 
 
 def load_dataset(
@@ -64,13 +50,11 @@ def load_dataset(
     are downloaded into the user cache when ``download`` is true.
     """
     key = str(name).strip().lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(
-        key, key
-    )
+    key = _ALIASES.get(key, key)
     if key not in DATASETS:
         raise UserError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     if key == "digits":
-        return _load_digits()
+        return load_digits()
     if key in ("mnist", "fashion-mnist"):
-        return _load_idx_dataset(key, data_dir, download, progress)
-    return _load_cifar(key, data_dir, download, progress)
+        return load_idx(key, data_dir, download, progress)
+    return load_cifar(key, data_dir, download, progress)

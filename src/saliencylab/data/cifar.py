@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import UserError
 from . import files
-from .files import _candidates, _corrupt, _fetch, _md5_file, _shown, cache_dir
-from .spec import Dataset, _make, display_name
+from .files import cache_dir, corrupt, fetch, md5_file, search_dirs, shown
+from .spec import Dataset, display_name, make_dataset
 
 _CIFAR = {
     # name: (archive, extracted folder, train files, test file, meta file, label key, names key)
@@ -35,6 +35,7 @@ _CIFAR = {
         b"fine_label_names",
     ),
 }
+
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numpy arrays (CIFAR batches), nothing else."""
@@ -83,9 +84,9 @@ def _cifar_folder_ok(folder: Path, name: str) -> bool:
 def _extract(archive: Path, dest: Path, name: str) -> None:
     want = files.MD5.get((name, archive.name))
     if want is not None:
-        got = _md5_file(archive)
+        got = md5_file(archive)
         if got != want:
-            raise _corrupt(archive, got, want)
+            raise corrupt(archive, got, want)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -96,10 +97,10 @@ def _extract(archive: Path, dest: Path, name: str) -> None:
         ) from None
 
 
-def _load_cifar(name: str, data_dir, download: bool, progress: bool) -> Dataset:
+def load_cifar(name: str, data_dir, download: bool, progress: bool) -> Dataset:
     label = display_name(name)
     archive, folder_name, train_files, test_file, meta_file, y_key, names_key = _CIFAR[name]
-    candidates = _candidates(name, data_dir)
+    candidates = search_dirs(name, data_dir)
     target = cache_dir(name)
 
     def find() -> Path | None:
@@ -115,7 +116,7 @@ def _load_cifar(name: str, data_dir, download: bool, progress: bool) -> Dataset:
         reason = ""
         if found is None and download:
             try:
-                _fetch(name, [archive], target, progress)
+                fetch(name, [archive], target, progress)
                 found = target / archive
             except OSError as e:
                 reason = f"; download failed: {e}"
@@ -132,7 +133,7 @@ def _load_cifar(name: str, data_dir, download: bool, progress: bool) -> Dataset:
         else:
             raise UserError(
                 f"{label} not found: put {folder_name}/ (or {archive}) in {target} or pass "
-                f"--data-dir DIR (tried: {_shown(candidates)}){reason}"
+                f"--data-dir DIR (tried: {shown(candidates)}){reason}"
             )
 
     def batch(fname: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +163,4 @@ def _load_cifar(name: str, data_dir, download: bool, progress: bool) -> Dataset:
         ]
     except (KeyError, TypeError, UnicodeDecodeError) as e:
         raise UserError(f"{meta_path} lacks the class names ({e}): replace it") from None
-    return _make(name, classes, x_train, y_train, x_test, y_test)
-
-
+    return make_dataset(name, classes, x_train, y_train, x_test, y_test)

@@ -62,6 +62,7 @@ _SUBDIRS = {
     "cifar100": ("cifar100", "cifar-100"),
 }
 
+
 def cache_dir(name: str | None = None) -> Path:
     """``$XDG_CACHE_HOME/saliencylab[/name]`` (``~/.cache`` when XDG_CACHE_HOME is unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -73,7 +74,7 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _md5_file(path: Path) -> str:
+def md5_file(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -81,7 +82,7 @@ def _md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _corrupt(path: Path, got: str, want: str) -> UserError:
+def corrupt(path: Path, got: str, want: str) -> UserError:
     return UserError(
         f"{path} is corrupt (md5 {got}, expected {want}): delete it and re-download, "
         "or replace it"
@@ -105,7 +106,7 @@ def _gunzip(raw: bytes, path: Path, note: str = "") -> bytes:
         ) from None
 
 
-def _content(path: Path, dataset: str | None = None) -> bytes:
+def content(path: Path, dataset: str | None = None) -> bytes:
     """The decompressed bytes of a .gz or plain file, md5-checked against ``MD5``."""
     path = Path(path)
     raw = _read_bytes(path)
@@ -115,7 +116,7 @@ def _content(path: Path, dataset: str | None = None) -> bytes:
     want_raw = MD5.get((dataset, base)) if dataset else None
     if not is_gz:
         if want_raw is not None and _md5(raw) != want_raw:
-            raise _corrupt(path, _md5(raw), want_raw)
+            raise corrupt(path, _md5(raw), want_raw)
         return raw
     got_gz = _md5(raw) if want_gz is not None else None
     if want_gz is not None and got_gz == want_gz:
@@ -126,14 +127,14 @@ def _content(path: Path, dataset: str | None = None) -> bytes:
         got_raw = _md5(data)
         if got_raw != want_raw:
             if want_gz is not None:
-                raise _corrupt(path, got_gz, want_gz)
-            raise _corrupt(path, f"{got_raw} decompressed", want_raw)
+                raise corrupt(path, got_gz, want_gz)
+            raise corrupt(path, f"{got_raw} decompressed", want_raw)
     elif want_gz is not None:
-        raise _corrupt(path, got_gz, want_gz)
+        raise corrupt(path, got_gz, want_gz)
     return data
 
 
-def _candidates(name: str, data_dir: str | Path | None) -> list[Path]:
+def search_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     """Folders to look in, in order, without duplicates: each base and its subfolders."""
     bases: list[Path] = []
     if data_dir is not None:
@@ -151,7 +152,7 @@ def _candidates(name: str, data_dir: str | Path | None) -> list[Path]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def _shown(paths: list[Path]) -> str:
+def shown(paths: list[Path]) -> str:
     return ", ".join(str(p) for p in paths)
 
 
@@ -184,7 +185,7 @@ def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _fetch(name: str, files: list[str], dest_dir: Path, progress: bool) -> None:
+def fetch(name: str, files: list[str], dest_dir: Path, progress: bool) -> None:
     """Download ``files`` into ``dest_dir``; raise OSError-ish on network failure."""
     for fname in files:
         if (dest_dir / fname).exists():
@@ -200,8 +201,3 @@ def _fetch(name: str, files: list[str], dest_dir: Path, progress: bool) -> None:
                 errors.append(f"{base + fname}: {e}")
         else:
             raise OSError("; ".join(errors))
-
-
-# --------------------------------------------------------------------------- loaders
-
-

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .files import _candidates, _content, _fetch, _shown, cache_dir
-from .spec import Dataset, _make, display_name
+from .files import cache_dir, content, fetch, search_dirs, shown
+from .spec import Dataset, display_name, make_dataset
 
-_IDX_FILES = (
+IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
@@ -25,7 +25,7 @@ _FASHION_CLASSES = (
 )
 
 
-def _parse_idx(data: bytes, path: Path, expect_magic: int | None = None) -> Tensor:
+def parse_idx(data: bytes, path: Path, expect_magic: int | None = None) -> Tensor:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
         magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
         raise UserError(
@@ -58,7 +58,7 @@ def read_idx(path: str | Path) -> Tensor:
     """Read a gzip-compressed or plain uint8 IDX file: magic 2051 (images) ->
     uint8 ``[N,H,W]``, 2049 (labels) -> uint8 ``[N]``."""
     path = Path(path)
-    return _parse_idx(_content(path), path)
+    return parse_idx(content(path), path)
 
 
 def _idx_path(folder: Path, base: str) -> Path | None:
@@ -71,22 +71,22 @@ def _idx_path(folder: Path, base: str) -> Path | None:
 
 def _find_idx_dir(candidates: list[Path]) -> Path | None:
     for folder in candidates:
-        if all(_idx_path(folder, b) is not None for b in _IDX_FILES):
+        if all(_idx_path(folder, b) is not None for b in IDX_FILES):
             return folder
     return None
 
 
-def _load_idx_dataset(name: str, data_dir, download: bool, progress: bool) -> Dataset:
+def load_idx(name: str, data_dir, download: bool, progress: bool) -> Dataset:
     label = display_name(name)
-    candidates = _candidates(name, data_dir)
+    candidates = search_dirs(name, data_dir)
     folder = _find_idx_dir(candidates)
     if folder is None:
         target = cache_dir(name)
-        files = [b + ".gz" for b in _IDX_FILES]
+        files = [b + ".gz" for b in IDX_FILES]
         reason = "downloads are off (download=False)"
         if download:
             try:
-                _fetch(name, [f for f in files if _idx_path(target, f[:-3]) is None], target, progress)
+                fetch(name, [f for f in files if _idx_path(target, f[:-3]) is None], target, progress)
                 reason = ""
             except OSError as e:
                 reason = f"download failed: {e}"
@@ -94,15 +94,13 @@ def _load_idx_dataset(name: str, data_dir, download: bool, progress: bool) -> Da
         if folder is None:
             raise UserError(
                 f"{label} not found: put the four IDX .gz files ({', '.join(files)}) in "
-                f"{target} or pass --data-dir DIR (tried: {_shown(candidates)}); {reason}"
+                f"{target} or pass --data-dir DIR (tried: {shown(candidates)}); {reason}"
             )
     arrays = {}
-    for base in _IDX_FILES:
+    for base in IDX_FILES:
         path = _idx_path(folder, base)
         expect = 2051 if "images" in base else 2049
-        arrays[base] = _parse_idx(_content(path, name), path, expect).numpy()
-    x_train, y_train, x_test, y_test = (arrays[b] for b in _IDX_FILES)
+        arrays[base] = parse_idx(content(path, name), path, expect).numpy()
+    x_train, y_train, x_test, y_test = (arrays[b] for b in IDX_FILES)
     classes = [str(i) for i in range(10)] if name == "mnist" else list(_FASHION_CLASSES)
-    return _make(name, classes, x_train[:, None], y_train, x_test[:, None], y_test)
-
-
+    return make_dataset(name, classes, x_train[:, None], y_train, x_test[:, None], y_test)

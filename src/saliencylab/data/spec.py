@@ -4,6 +4,7 @@ images and int64 labels in memory)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -74,7 +75,13 @@ class Dataset:
     spec: DataSpec
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
-        """The first ``n_train`` train and ``n_test`` test items (None = all); same spec."""
+        """The first ``n_train`` train and ``n_test`` test items (None = all); same spec.
+        A count below 1 is a UserError (slicing would give an empty set, or with a negative
+        count silently drop the last images)."""
+        for what, n in (("n_train", n_train), ("n_test", n_test)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, Integral) or n < 1):
+                raise UserError(f"{what} must be a whole number of images >= 1, or None for "
+                                f"all of them; got {n!r}")
         return replace(
             self,
             x_train=self.x_train[:n_train],
@@ -114,7 +121,7 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(means), tuple(stds)
 
 
-def _make(name: str, classes, x_train, y_train, x_test, y_test) -> Dataset:
+def make_dataset(name: str, classes, x_train, y_train, x_test, y_test) -> Dataset:
     """numpy uint8 [N,C,H,W] / int labels -> Dataset with a spec from the train images."""
     x_train = np.ascontiguousarray(x_train, dtype=np.uint8)
     x_test = np.ascontiguousarray(x_test, dtype=np.uint8)
@@ -152,8 +159,3 @@ def _make(name: str, classes, x_train, y_train, x_test, y_test) -> Dataset:
         y_test=torch.from_numpy(y_test),
         spec=spec,
     )
-
-
-# --------------------------------------------------------------------------- files
-
-
