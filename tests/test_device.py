@@ -51,10 +51,77 @@ def test_cuda_on_a_cpu_only_machine_is_a_one_line_error_before_any_work(no_cuda,
     assert not list(tmp_path.iterdir())  # no run directory
 
 
-@pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu:0"])
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu:0", "cuda:", "cuda:-1", "auto:0", ""])
 def test_unknown_devices_list_the_choices(name):
     with pytest.raises(UserError, match="choose auto, cpu, cuda or cuda:N"):
         device.resolve_device(name)
+    with pytest.raises(UserError, match="choose auto, cpu, cuda or cuda:N"):
+        device.device_kind(name)  # the run hash never records a name that cannot run
+
+
+def test_names_ignore_case_and_spaces_and_the_kind_needs_no_gpu(two_gpus, monkeypatch):
+    assert device.resolve_device(" CUDA:1 ") == torch.device("cuda:1")
+    assert device.resolve_device("Cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert device.device_kind("cuda:7") == "cuda"  # a CUDA run's name, read on a CPU machine
+
+
+def test_generator_is_seeded_on_its_device():
+    a, b = device.generator("cpu", 5), device.generator(torch.device("cpu"), 5)
+    assert a.device == torch.device("cpu")
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    assert not torch.equal(torch.rand(4, generator=device.generator("cpu", 6)),
+                           torch.rand(4, generator=device.generator("cpu", 5)))
+
+
+def test_move_to_moves_the_model_and_the_optimizer_state_left_behind():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()  # creates the momentum buffers on the CPU
+    buffers = [s["momentum_buffer"] for s in optimizer.state.values()]
+    assert device.move_to("cpu", model, optimizer) is model  # already there: untouched
+    assert all(a is b for a, b in zip(buffers, [s["momentum_buffer"] for s in optimizer.state.values()]))
+    device.move_to("meta", model)  # a real move without a GPU (meta tensors: shapes, no data)
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    # CPU -> CUDA keeps the parameter objects, CPU -> meta does not; so the optimizer part is
+    # checked with a model that is on meta already and state left on the CPU (as after
+    # loading a CPU checkpoint)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for p in model.parameters():
+        optimizer.state[p]["momentum_buffer"] = torch.zeros(p.shape)
+    device.move_to("meta", model, optimizer)
+    assert all(s["momentum_buffer"].device.type == "meta" for s in optimizer.state.values())
+
+
+def test_set_deterministic_sets_and_clears_the_flags(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        device.set_deterministic(True, torch.device("cuda"))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert device.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        device.set_deterministic(False, torch.device("cuda"))
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    finally:
+        device.set_deterministic(False, torch.device("cpu"))
+    assert not torch.backends.cudnn.benchmark  # the autotuner is for CUDA runs only
+
+
+@needs_cuda
+def test_generator_and_move_to_on_cuda():
+    g = device.generator("cuda", 3)
+    assert torch.rand(2, generator=g, device="cuda").is_cuda
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    device.move_to("cuda", model, optimizer)
+    assert next(model.parameters()).is_cuda
+    state = next(iter(optimizer.state.values()))
+    assert state["exp_avg"].is_cuda and not state["step"].is_cuda  # Adam keeps its step on the CPU
 
 
 def test_the_device_flag_is_listed_by_every_command(capsys):

@@ -1,17 +1,26 @@
 """Where the heavy work runs: `--device auto|cpu|cuda|cuda:N` (config key `device`).
 
-`auto` is the first GPU if one is present, else the CPU. The run hash records the device's
-kind (cpu or cuda), so a CPU run never resumes a CUDA run's results and `auto` on a GPU
-machine names the same run as `cuda`.
+`auto` is the first GPU if one is present, else the CPU; `cuda` is `cuda:0`. The run hash
+records the device's kind (cpu or cuda), so a CPU run never resumes a CUDA run's results and
+`auto` on a GPU machine names the same run as `cuda:1`.
 
-`deterministic=true` turns on PyTorch's deterministic algorithms (and deterministic cuDNN,
-without its autotuner), so that a CUDA run repeats bit for bit given its seed. PyTorch's
-reproducibility notes say what it costs: some kernels get slower (cuDNN may not pick its
-fastest convolution, atomics-based backward passes are replaced), and an operation with no
-deterministic implementation raises an error instead of running. On the CPU our runs are
-deterministic either way.
+`deterministic=true` turns on PyTorch's deterministic algorithms, deterministic cuDNN
+convolutions and no cuDNN autotuner, so that a CUDA run repeats bit for bit given its seed on
+the same machine and software. What it costs, from PyTorch's reproducibility notes
+(https://docs.pytorch.org/docs/stable/notes/randomness.html and the docs of
+`torch.use_deterministic_algorithms`):
+- speed: "deterministic operations are often slower than nondeterministic operations"; without
+  the autotuner (`cudnn.benchmark = False`) cuDNN no longer benchmarks its convolution
+  algorithms per input shape and may run a slower one;
+- coverage: an operation that has only a nondeterministic CUDA implementation raises a
+  RuntimeError instead of running;
+- cuBLAS needs `CUBLAS_WORKSPACE_CONFIG=:4096:8` (or `:16:8`) before its first call in the
+  process, which costs a little GPU memory (a fixed workspace per stream).
+On the CPU our runs are deterministic either way; results are not expected to match between
+CPU and CUDA, nor across PyTorch versions.
 """
 
+import itertools
 import os
 
 import torch
@@ -21,43 +30,80 @@ from .errors import UserError
 CHOICES = "auto, cpu, cuda or cuda:N"
 
 
+def _parse(name: str) -> tuple[str, int | None]:
+    """("auto" | "cpu" | "cuda", index or None); a one-line UserError for anything else."""
+    text = str(name).strip().lower()
+    kind, colon, index = text.partition(":")
+    if kind in ("auto", "cpu") and not colon:
+        return kind, None
+    if kind == "cuda" and (not colon or index.isdigit()):
+        return kind, int(index) if colon else None
+    raise UserError(f"unknown device {name!r}: choose {CHOICES}")
+
+
 def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch.device for `name`; a one-line UserError if it cannot be used here."""
-    if name == "auto":
-        return torch.device("cuda:0" if _cuda_count() else "cpu")
-    if name == "cpu":
+    """The torch.device for `name`; a one-line UserError if it cannot be used here (asked for
+    CUDA without one, an index past the last GPU, an unknown name)."""
+    kind, index = _parse(name)
+    if kind == "cpu":
         return torch.device("cpu")
-    kind, _, index = name.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise UserError(f"unknown device {name!r}: choose {CHOICES}")
     count = _cuda_count()
+    if kind == "auto":
+        return torch.device("cuda", 0) if count else torch.device("cpu")
     if count == 0:
         raise UserError(f"--device {name}: no CUDA device is available here "
                         f"(torch.cuda.is_available() is False); use --device cpu or auto")
-    if index and int(index) >= count:
+    if index is not None and index >= count:
         raise UserError(f"--device {name}: this machine has {count} CUDA device(s), "
                         f"cuda:0..cuda:{count - 1}")
-    return torch.device(f"cuda:{index or 0}")
+    return torch.device("cuda", index or 0)
 
 
 def device_kind(name: str) -> str:
-    """cpu or cuda: what the run hash records (no error for a device absent here)."""
-    if name == "auto":
+    """cpu or cuda: what the run hash records. No error for a GPU absent here (a run made on
+    a GPU machine keeps its name elsewhere), but an unknown name is one."""
+    kind, _ = _parse(name)
+    if kind == "auto":
         return "cuda" if _cuda_count() else "cpu"
-    return name.partition(":")[0]
+    return kind
 
 
 def set_deterministic(flag: bool, device: torch.device) -> None:
-    """PyTorch's deterministic algorithms on or off (cuBLAS needs its workspace setting)."""
+    """PyTorch's deterministic algorithms on or off (see the module docstring for the cost).
+    Off, cuDNN's autotuner is on for CUDA: it picks the fastest convolution per input shape."""
     if flag:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(flag)
     torch.backends.cudnn.deterministic = flag
-    torch.backends.cudnn.benchmark = device.type == "cuda" and not flag
+    torch.backends.cudnn.benchmark = torch.device(device).type == "cuda" and not flag
+
+
+def generator(device: torch.device | str, seed: int) -> torch.Generator:
+    """A torch.Generator on `device` seeded with `seed` (random numbers for tensors there)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+
+
+def move_to(device: torch.device | str, model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer | None = None) -> torch.nn.Module:
+    """Move `model` (in place) and the state of its `optimizer` (momentum buffers, ...) to
+    `device` where they are not there yet; returns the model."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if any(t.device != device for t in itertools.chain(model.parameters(), model.buffers())):
+        model.to(device)
+    if optimizer is not None and any(
+            torch.is_tensor(value) and value.device != device and key != "step"
+            for state in optimizer.state.values() for key, value in state.items()):
+        # load_state_dict casts each state tensor to its parameter's device, and leaves the
+        # step counts on the CPU where the optimizer keeps them (torch/optim/optimizer.py,
+        # _process_value_according_to_param_policy)
+        optimizer.load_state_dict(optimizer.state_dict())
+    return model
 
 
 def prepare(config) -> torch.device:
