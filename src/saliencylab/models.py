@@ -5,8 +5,20 @@ convolutional layer (its ReLU module), i.e. the feature maps A^k of Selvaraju et
 a property, not a second registration of that module: Captum's DeepLift hooks every
 registered child and fails on a module registered twice.
 Models take normalised float input of shape [B, C, H, W].
+
+Your own model: `--model package.module:function` or `--model path/to/file.py:function` names a
+function returning an nn.Module; it is called as function(shape, classes) when it accepts two
+positional arguments, else as function(). A model without `cam_layer` works with every method
+but the CAM ones, which say so (or set attribution.cam_layer to conv or a module path).
 """
 
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -113,62 +125,136 @@ def build_model(name: str, shape: Shape, classes: int) -> nn.Module:
     `path/to/file.py:function`), for inputs of `shape` (C, H, W) and `classes` outputs."""
     if ":" in name:
         return _user_model(name, tuple(shape), classes)
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or "
-                        f"name your own as package.module:function")
+    check_model(name)
     return MODELS[name](tuple(shape), classes)
 
 
 def check_model(name: str) -> None:
-    """A one-line UserError unless `name` is a registered model or an importable function."""
+    """A one-line UserError unless `name` is a registered model or an importable function
+    (for config validation: imports the module, builds nothing)."""
     if ":" in name:
         _resolve(name)
     elif name not in MODELS:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}, or "
-                        f"name your own as package.module:function")
+                        f"name your own as package.module:function or path/to/file.py:function")
+
+
+_HINT = "write --model package.module:function (or path/to/file.py:function)"
+
+
+def _import_file(path: Path, spec: str):
+    """The module in the .py file `path`, executed once per process and registered in
+    sys.modules (dataclasses and pickling need that); its folder is on sys.path while it
+    runs, so it can import its neighbours."""
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"--model {spec!r}: {path} is not a file: {_HINT}")
+    name = f"saliencylab_user_model_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
 
 
 def _resolve(spec: str) -> Callable:
     """The function behind `module:function` or `file.py:function`."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    where, _, attribute = spec.rpartition(":")
-    hint = "write --model package.module:function (or path/to/file.py:function)"
-    if not where or not attribute:
-        raise UserError(f"--model {spec!r} is not module:function: {hint}")
+    where, _, attribute = spec.strip().rpartition(":")
+    if not where or not attribute.isidentifier():
+        raise UserError(f"--model {spec!r} is not module:function: {_HINT}")
+    is_file = where.endswith(".py")
+    if not is_file and ("/" in where or "\\" in where):
+        raise UserError(f"--model {spec!r}: {where} looks like a file path; a file must end in "
+                        f".py ({where}.py:{attribute}), a module is dotted (package.module)")
     try:
-        if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
-                raise UserError(f"--model {spec!r}: {path} is not a file: {hint}")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
+        module = _import_file(Path(where), spec) if is_file else importlib.import_module(where)
     except UserError:
         raise
+    except ModuleNotFoundError as e:
+        if not is_file and e.name and where.startswith(e.name):
+            raise UserError(f"--model {spec!r}: no module named {e.name!r} here (install it, "
+                            f"add its folder to PYTHONPATH, or give the file: "
+                            f"path/to/file.py:{attribute})") from None
+        raise UserError(f"--model {spec!r}: importing {where} failed: {e}") from None
     except Exception as e:
-        raise UserError(f"--model {spec!r}: cannot import {where} ({type(e).__name__}: {e}); "
-                        f"{hint}") from None
+        raise UserError(f"--model {spec!r}: importing {where} failed "
+                        f"({type(e).__name__}: {_one_line(e)})") from None
     function = getattr(module, attribute, None)
+    if function is None:
+        found = sorted(k for k, v in vars(module).items()
+                       if callable(v) and not k.startswith("_") and getattr(v, "__module__", None)
+                       == module.__name__)
+        raise UserError(f"--model {spec!r}: {where} has no {attribute!r}"
+                        f"{' (it has: ' + ', '.join(found[:8]) + ')' if found else ''}; {_HINT}")
     if not callable(function):
-        raise UserError(f"--model {spec!r}: {where} has no function {attribute!r}; {hint}")
+        raise UserError(f"--model {spec!r}: {where}.{attribute} is a "
+                        f"{type(function).__name__}, not a function; {_HINT}")
     return function
 
 
-def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
-    """Call the user's function with (shape, classes) if it takes two parameters, else none."""
-    import inspect
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200]
 
-    function = _resolve(spec)
+
+def _arguments(function: Callable, shape: Shape, classes: int) -> tuple:
+    """(shape, classes) when the function accepts two positional arguments, () when it can
+    be called without any: how your function is called."""
     try:
-        takes = len(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        takes = 0
-    model = function(shape, classes) if takes >= 2 else function()
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have no signature: try the plain call
+        return ()
+    for arguments in ((shape, classes), ()):
+        try:
+            signature.bind(*arguments)
+            return arguments
+        except TypeError:
+            continue
+    raise UserError(f"--model: {function.__qualname__}{signature} must take (shape, classes) "
+                    f"or no arguments")
+
+
+def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
+    """Your function's model: called as function(shape, classes) when it accepts them, else
+    function(); then checked on a [2, C, H, W] batch of zeros to give [2, classes] logits."""
+    function = _resolve(spec)
+    arguments = _arguments(function, shape, classes)
+    try:
+        model = function(*arguments)
+    except Exception as e:
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        raise UserError(f"--model {spec!r} raised {type(e).__name__}: {_one_line(e)} "
+                        f"({frame.filename}:{frame.lineno})") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"--model {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise UserError(f"--model {spec!r} returned a {type(model).__name__}, not a "
+                        f"torch.nn.Module")
+    _check_output(model, spec, shape, classes)
     return model
+
+
+def _check_output(model: nn.Module, spec: str, shape: Shape, classes: int) -> None:
+    """One forward pass in eval mode (BatchNorm cannot train on a batch this small); the
+    model's mode is restored."""
+    training = model.training
+    where = next(model.parameters(), torch.zeros(())).device
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *shape, device=where))
+    except Exception as e:
+        raise UserError(f"--model {spec!r} fails on a batch of shape [2, {', '.join(map(str, shape))}] "
+                        f"({type(e).__name__}: {_one_line(e)}): it must take the data set's "
+                        f"images [B, C, H, W]") from None
+    finally:
+        model.train(training)
+    if not torch.is_tensor(out) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise UserError(f"--model {spec!r} gives {got} for 2 images, expected logits (2, "
+                        f"{classes}): it must return one logit per class of the data set")
