@@ -1,7 +1,10 @@
 """`sgt-analysis --model-file` and `--model-file` weights: every file that is not a model gets one
 line saying what it is and what to give instead (issue 10 §7); nothing in a file is executed."""
 
+import os
 import pickle
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,11 +44,10 @@ class Boom:
         return os.system, (f"touch {MARKER}",)
 
 
-MARKER = "/tmp/saliencylab-pwned"
+MARKER = Path(tempfile.gettempdir()) / f"saliencylab-pwned-{os.getpid()}"
 
 
 def test_a_crafted_pickle_is_refused_without_running(tmp_path):
-    import os
     import zipfile
 
     with open(tmp_path / "raw.pkl", "wb") as f:  # a plain pickle, not a torch archive
@@ -58,7 +60,8 @@ def test_a_crafted_pickle_is_refused_without_running(tmp_path):
         for item in good.namelist():
             content = pickle.dumps(Boom(), protocol=2) if item.endswith("data.pkl") else good.read(item)
             evil.writestr(item, content)
-    with pytest.raises(UserError, match="cannot be loaded as weights only"):
+    with pytest.raises(UserError, match=r"evil.pt holds a pickled posix.system, which a "
+                                        r"weights-only load refuses to run \(nothing was run"):
         load_sgt_model(tmp_path / "evil.pt")
     assert not os.path.exists(MARKER)
 
@@ -74,3 +77,42 @@ def test_weights_load_and_a_mismatch_lists_the_differences(tmp_path):
     with pytest.raises(UserError, match="missing features.0.weight"):
         torch.save({"other.weight": torch.zeros(1)}, tmp_path / "x.pt")
         load_weights(build_model("tiny_cnn", (1, 8, 8), 10), tmp_path / "x.pt")
+
+
+class Whole(torch.nn.Module):
+    """Saved whole with torch.save(model): the file names this class."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+
+
+def test_files_that_are_not_weights_say_what_they_are(tmp_path):
+    model = build_model("tiny_cnn", (1, 8, 8), 10)
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({k: v.numpy() for k, v in model.state_dict().items()}, f)
+    with pytest.raises(UserError, match=r"it looks like a Python pickle, not a torch.save file"):
+        load_weights(model, tmp_path / "plain.pkl")
+    torch.save(Whole(), tmp_path / "whole.pt")
+    with pytest.raises(UserError, match=r"holds a pickled [\w.]*Whole, which a weights-only load "
+                                        r"refuses to run .* give a state_dict saved with"):
+        load_weights(model, tmp_path / "whole.pt")
+    torch.save(model.state_dict(), tmp_path / "cut.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "cut.pt").read_bytes()[:300])
+    with pytest.raises(UserError, match=r"cut.pt is not a readable PyTorch file \(\w+"):
+        load_weights(model, tmp_path / "cut.pt")
+    torch.save({"train": torch.zeros(2, 64), "test": torch.zeros(1, 64)}, tmp_path / "ranking.pt")
+    with pytest.raises(UserError, match="is a ROAR ranking artifact, not weights"):
+        load_weights(model, tmp_path / "ranking.pt")
+
+
+def test_weights_in_the_old_format_and_in_our_own_files_load(tmp_path):
+    trained = build_model("tiny_cnn", (1, 8, 8), 10)
+    torch.save(trained.state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    torch.save({"state": trained.state_dict(), "mask": {}, "metrics": {},
+                "examples": torch.zeros(1), "inputs": torch.zeros(1)}, tmp_path / "level03.pt")
+    for name in ("old.pt", "level03.pt"):
+        torch.manual_seed(1)
+        loaded = load_weights(build_model("tiny_cnn", (1, 8, 8), 10), tmp_path / name)
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                     trained.state_dict().values()))

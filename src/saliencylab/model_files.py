@@ -4,6 +4,8 @@ Files are loaded with `weights_only=True` (a crafted pickle cannot run code). Ou
 are recognised by their keys, so pointing at the wrong one says what it is.
 """
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -18,34 +20,64 @@ KINDS = {  # keys that identify our own artifacts -> what the file is
 SGT_MODEL_KEYS = {"model", "objective", "history", "config", "objective_name", "seed"}
 
 
+# torch.save writes a zip archive; before PyTorch 1.6 (and with
+# _use_new_zipfile_serialization=False) it wrote a pickle that starts with this magic number
+# (torch/serialization.py, MAGIC_NUMBER = 0x1950a86a20f9469cfc6c, pickled at protocol 2).
+ZIP_HEAD = b"PK\x03\x04"
+LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def _looks_like(head: bytes) -> str:
     if head.startswith(b"\x89PNG"):
         return "a PNG image"
+    if head[:1] == b"\x80":
+        return "a Python pickle, not a torch.save file; nothing in it was run"
     if head[:1] in (b"{", b"[") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         return "a text file"
     return "an unknown binary file"
 
 
+def _refused_global(error: Exception) -> str | None:
+    """The class a weights-only load refused ("Unsupported global: GLOBAL pkg.Net ...")."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if found else None
+
+
 def load_file(path: str | Path, want: str):
-    """The object saved in `path` (a dict), or a one-line UserError that names what the file
-    is not and what it should be (`want`, e.g. "a model file such as RUN/artifacts/...")."""
+    """The object saved in `path`, or a one-line UserError that names what the file is not
+    and what it should be (`want`, e.g. "a model file such as RUN/artifacts/...")."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: give {want}")
     if path.is_dir():
         raise UserError(f"{path} is a directory: give {want}")
-    head = path.open("rb").read(64)
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}; check the file") from None
     if not head:
         raise UserError(f"{path} is empty: give {want}")
-    if not head.startswith(b"PK"):  # torch.save writes a zip archive
+    if not (head.startswith(ZIP_HEAD) or head.startswith(LEGACY_HEAD)):
         raise UserError(f"{path} is not a PyTorch file (it looks like {_looks_like(head)}): "
                         f"give {want}")
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:
-        first = " ".join(str(e).split())[:160]
-        raise UserError(f"{path} cannot be loaded as weights only ({type(e).__name__}: {first}): "
-                        f"give {want}") from None
+    except pickle.UnpicklingError as e:
+        refused = _refused_global(e)
+        if refused is None:
+            raise UserError(f"{path} cannot be loaded as weights only ({_first_line(e)}): "
+                            f"give {want}") from None
+        raise UserError(f"{path} holds a pickled {refused}, which a weights-only load refuses "
+                        f"to run (nothing was run; torch.save(model) writes such files, "
+                        f"torch.save(model.state_dict(), PATH) does not): give {want}") from None
+    except Exception as e:  # a truncated archive, a zip that is not a torch archive, ...
+        raise UserError(f"{path} is not a readable PyTorch file ({type(e).__name__}: "
+                        f"{_first_line(e)}): give {want}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:160]
 
 
 def load_sgt_model(path: str | Path) -> dict:
@@ -63,9 +95,13 @@ def load_sgt_model(path: str | Path) -> dict:
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load a plain state_dict (or our {'state': ...} / {'model': ...} files) into `model`; a
-    mismatch lists the first differences in one line."""
-    state = load_file(path, "a state_dict saved with torch.save(model.state_dict(), PATH)")
+    """Load a plain state_dict (or the weights in our own files: an SGT model's 'model', a
+    ROAR base model's or a pruning level's 'state') into `model`; a mismatch lists the first
+    differences in one line."""
+    want = "a state_dict saved with torch.save(model.state_dict(), PATH)"
+    state = load_file(path, want)
+    if isinstance(state, dict) and {"train", "test"} <= set(state):
+        raise UserError(f"{path} is {KINDS[frozenset({'train', 'test'})]}, not weights: give {want}")
     if isinstance(state, dict) and not all(torch.is_tensor(v) for v in state.values()):
         state = state.get("model", state.get("state", state))
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
