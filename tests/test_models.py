@@ -134,7 +134,7 @@ def test_batchnorm_models_pass_the_output_check_and_keep_their_mode(user_module)
     ("wrong_input", r"fails on a batch of shape \[2, 1, 8, 8\] \(RuntimeError: "),
     ("broken", r"raised ZeroDivisionError: division by zero \(.*user_models_.*\.py:\d+\)"),
     ("NOT_CALLABLE", r"\.NOT_CALLABLE is a int, not a function"),
-    ("missing", r"has no 'missing' \(it has: .*with_shape"),
+    ("missing", r"has no function 'missing' \(it has: .*with_shape"),
 ])
 def test_each_wrong_function_gets_one_line(user_module, function, message):
     assert re.search(message, one_line_error(f"{user_module}:{function}"))
@@ -172,7 +172,7 @@ def test_a_python_file_is_loaded_once_with_its_folder_importable(tmp_path):
     ("nowhere/my_model.py:build", r"my_model\.py is not a file"),
     ("models/my_model:build", r"looks like a file path; a file must end in \.py "
                               r"\(models/my_model\.py:build\)"),
-    ("no_such_package_xyz.models:build", r"no module named 'no_such_package_xyz' here"),
+    ("no_such_package_xyz.models:build", r"cannot import no_such_package_xyz\.models: no module named 'no_such_package_xyz' here"),
     ("saliencylab.models:", r"is not module:function"),
     (":build", r"is not module:function"),
 ])
@@ -186,12 +186,12 @@ def test_an_import_that_fails_inside_the_module_says_so(tmp_path, monkeypatch):
     (tmp_path / "needs_timm_xyz.py").write_text("import timm_not_installed_xyz\n")
     (tmp_path / "crashes_xyz.py").write_text("x = 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert "importing needs_timm_xyz failed: No module named 'timm_not_installed_xyz'" in \
+    assert "cannot import needs_timm_xyz, it fails with No module named 'timm_not_installed_xyz'" in \
         one_line_error("needs_timm_xyz:build")
-    assert "importing crashes_xyz failed (ZeroDivisionError: division by zero)" in \
+    assert "cannot import crashes_xyz, it fails with ZeroDivisionError: division by zero" in \
         one_line_error("crashes_xyz:build")
     (tmp_path / "bad_syntax.py").write_text("def build(:\n")
-    assert "importing" in one_line_error(f"{tmp_path / 'bad_syntax.py'}:build")
+    assert "cannot import" in one_line_error(f"{tmp_path / 'bad_syntax.py'}:build")
 
 
 def test_a_model_without_cam_layer_works_for_gradients_and_cam_says_why_not(user_module):

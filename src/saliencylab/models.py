@@ -181,19 +181,19 @@ def _resolve(spec: str) -> Callable:
         raise
     except ModuleNotFoundError as e:
         if not is_file and e.name and where.startswith(e.name):
-            raise UserError(f"--model {spec!r}: no module named {e.name!r} here (install it, "
-                            f"add its folder to PYTHONPATH, or give the file: "
-                            f"path/to/file.py:{attribute})") from None
-        raise UserError(f"--model {spec!r}: importing {where} failed: {e}") from None
+            raise UserError(f"--model {spec!r}: cannot import {where}: no module named "
+                            f"{e.name!r} here (install it, add its folder to PYTHONPATH, or "
+                            f"give the file: path/to/file.py:{attribute})") from None
+        raise UserError(f"--model {spec!r}: cannot import {where}, it fails with {e}") from None
     except Exception as e:
-        raise UserError(f"--model {spec!r}: importing {where} failed "
-                        f"({type(e).__name__}: {_one_line(e)})") from None
+        raise UserError(f"--model {spec!r}: cannot import {where}, it fails with "
+                        f"{type(e).__name__}: {_one_line(e)}") from None
     function = getattr(module, attribute, None)
     if function is None:
         found = sorted(k for k, v in vars(module).items()
                        if callable(v) and not k.startswith("_") and getattr(v, "__module__", None)
                        == module.__name__)
-        raise UserError(f"--model {spec!r}: {where} has no {attribute!r}"
+        raise UserError(f"--model {spec!r}: {where} has no function {attribute!r}"
                         f"{' (it has: ' + ', '.join(found[:8]) + ')' if found else ''}; {_HINT}")
     if not callable(function):
         raise UserError(f"--model {spec!r}: {where}.{attribute} is a "
