@@ -82,7 +82,8 @@ def test_move_to_moves_the_model_and_the_optimizer_state_left_behind():
     optimizer.step()  # creates the momentum buffers on the CPU
     buffers = [s["momentum_buffer"] for s in optimizer.state.values()]
     assert device.move_to("cpu", model, optimizer) is model  # already there: untouched
-    assert all(a is b for a, b in zip(buffers, [s["momentum_buffer"] for s in optimizer.state.values()]))
+    after = [s["momentum_buffer"] for s in optimizer.state.values()]
+    assert all(a is b for a, b in zip(buffers, after))
     device.move_to("meta", model)  # a real move without a GPU (meta tensors: shapes, no data)
     assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
     # CPU -> CUDA keeps the parameter objects, CPU -> meta does not; so the optimizer part is

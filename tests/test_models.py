@@ -158,7 +158,8 @@ def test_a_python_file_is_loaded_once_with_its_folder_importable(tmp_path):
 
 
         def build(shape, classes):
-            return nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2], Size(classes).classes))
+            width = shape[1] * shape[2]
+            return nn.Sequential(nn.Flatten(), nn.Linear(width, Size(classes).classes))
     '''))
     spec = f"{folder / 'net.py'}:build"
     first = models.build_model(spec, (1, 4, 4), 3)
@@ -172,7 +173,8 @@ def test_a_python_file_is_loaded_once_with_its_folder_importable(tmp_path):
     ("nowhere/my_model.py:build", r"my_model\.py is not a file"),
     ("models/my_model:build", r"looks like a file path; a file must end in \.py "
                               r"\(models/my_model\.py:build\)"),
-    ("no_such_package_xyz.models:build", r"cannot import no_such_package_xyz\.models: no module named 'no_such_package_xyz' here"),
+    ("no_such_package_xyz.models:build",
+     r"cannot import no_such_package_xyz\.models: no module named 'no_such_package_xyz' here"),
     ("saliencylab.models:", r"is not module:function"),
     (":build", r"is not module:function"),
 ])
@@ -186,8 +188,8 @@ def test_an_import_that_fails_inside_the_module_says_so(tmp_path, monkeypatch):
     (tmp_path / "needs_timm_xyz.py").write_text("import timm_not_installed_xyz\n")
     (tmp_path / "crashes_xyz.py").write_text("x = 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert "cannot import needs_timm_xyz, it fails with No module named 'timm_not_installed_xyz'" in \
-        one_line_error("needs_timm_xyz:build")
+    assert ("cannot import needs_timm_xyz, it fails with No module named "
+            "'timm_not_installed_xyz'") in one_line_error("needs_timm_xyz:build")
     assert "cannot import crashes_xyz, it fails with ZeroDivisionError: division by zero" in \
         one_line_error("crashes_xyz:build")
     (tmp_path / "bad_syntax.py").write_text("def build(:\n")

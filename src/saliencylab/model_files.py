@@ -101,7 +101,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     want = "a state_dict saved with torch.save(model.state_dict(), PATH)"
     state = load_file(path, want)
     if isinstance(state, dict) and {"train", "test"} <= set(state):
-        raise UserError(f"{path} is {KINDS[frozenset({'train', 'test'})]}, not weights: give {want}")
+        raise UserError(f"{path} is a ROAR ranking artifact, not weights: give {want}")
     if isinstance(state, dict) and not all(torch.is_tensor(v) for v in state.values()):
         state = state.get("model", state.get("state", state))
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

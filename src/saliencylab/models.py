@@ -162,7 +162,8 @@ def _import_file(path: Path, spec: str):
         del sys.modules[name]
         raise
     finally:
-        sys.path.remove(str(path.parent))
+        if str(path.parent) in sys.path:
+            sys.path.remove(str(path.parent))
     return module
 
 
@@ -241,19 +242,21 @@ def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
 
 
 def _check_output(model: nn.Module, spec: str, shape: Shape, classes: int) -> None:
-    """One forward pass in eval mode (BatchNorm cannot train on a batch this small); the
-    model's mode is restored."""
-    training = model.training
+    """One forward pass in eval mode (BatchNorm cannot train on a batch this small); every
+    submodule's mode is restored."""
+    modes = [(module, module.training) for module in model.modules()]
     where = next(model.parameters(), torch.zeros(())).device
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *shape, device=where))
     except Exception as e:
-        raise UserError(f"--model {spec!r} fails on a batch of shape [2, {', '.join(map(str, shape))}] "
+        batch = ", ".join(map(str, (2, *shape)))
+        raise UserError(f"--model {spec!r} fails on a batch of shape [{batch}] "
                         f"({type(e).__name__}: {_one_line(e)}): it must take the data set's "
                         f"images [B, C, H, W]") from None
     finally:
-        model.train(training)
+        for module, training in modes:
+            module.training = training
     if not torch.is_tensor(out) or tuple(out.shape) != (2, classes):
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise UserError(f"--model {spec!r} gives {got} for 2 images, expected logits (2, "
