@@ -259,7 +259,6 @@ class RunStore:
         else:
             path.unlink(missing_ok=True)
 
-
     # artifacts ---------------------------------------------------------------------------
     def artifact(self, name: str) -> Path:
         return self.dir / "artifacts" / name
