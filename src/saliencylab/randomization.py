@@ -12,7 +12,8 @@ forward pass returns. A layer is re-initialised by its own `reset_parameters()` 
 initialisation); a module without one (bare `nn.Parameter`s, such as a ViT's position
 embedding) has each of its own parameters re-drawn from N(0, s^2), s the parameter's own
 standard deviation (1 when it has one element or is constant: our choice). Both run under a
-forked random generator seeded by (seed, layer), so the caller's generators are untouched.
+forked random generator seeded by a hash of (seed, layer), so the caller's generators are
+untouched.
 A map that stays constant (e.g. all zeros) is unchanged by randomisation: its rank
 correlation with itself counts as 1, like its SSIM.
 """
@@ -50,6 +51,13 @@ def layers_top_down(model: nn.Module, x: Tensor) -> list[str]:
         for hook in hooks:
             hook.remove()
     return list(dict.fromkeys(reversed(order)))
+
+
+def layer_seed(seed: int, layer: int) -> int:
+    """The seed that randomises layer number `layer`: a hash of (seed, layer) by numpy's
+    SeedSequence, so that it is not a small number such as the seed the model was built with
+    (a layer re-drawn from its builder's own seed would get its initial weights back)."""
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
 
 
 def randomize_layer(model: nn.Module, name: str, seed: int) -> None:
@@ -125,7 +133,7 @@ def mprt(model: nn.Module, x: Tensor, target: Tensor, explain: Explain, mode: st
     for i, name in enumerate(layers):
         if mode == "independent":
             randomised = copy.deepcopy(model)
-        randomize_layer(randomised, name, seed * 1000 + i)
+        randomize_layer(randomised, name, layer_seed(seed, i))
         rows.append({"layer": name, "mode": mode,
                      **similarities(original, explain(randomised, x, target))})
     return rows
