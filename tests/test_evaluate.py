@@ -3,6 +3,7 @@ method, bring-your-own models and methods, ROAR read from an existing run."""
 
 import csv
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,146 @@ def test_the_python_api_returns_a_table_and_a_registered_method_works_everywhere
     assert table.value("edges", "mprt") == pytest.approx(1.0)  # it ignores the model
     assert all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in table.rows)
     assert "| edges | mprt |" in str(table) and 0 <= table.accuracy <= 1
+
+
+# issue 14: the evaluate command checks the model, its weights and the settings before any work
+
+def evaluate_argv(out, *extra):
+    return (["evaluate", "--preset", "evaluate-quick", "--out", str(out), "--workers", "1"]
+            + [a for s in TINY for a in ("--set", s)] + list(extra))
+
+
+def refused(capsys, out, extra, message):
+    """Exit 2, one line naming the problem, and no run directory."""
+    assert cli.main(evaluate_argv(out, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("saliencylab: error: "), err
+    assert message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value, key", [("90,10", "road_percents"), ("10,10,20", "road_percents"),
+                                        ("0,0", "drop_percents"), ("50", "road_percents")])
+def test_percentages_must_increase_strictly(capsys, tmp_path, value, key):  # D9, U8
+    refused(capsys, tmp_path / "runs", ["--set", f"settings.{key}={value}"],
+            f"settings.{key} must be at least two percentages")
+
+
+BAD_MODELS = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def not_a_module(shape, classes):
+        return {"weights": torch.zeros(3)}
+
+    def wrong_size(shape, classes):
+        return nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2], 3))
+
+    def raises(shape, classes):
+        raise ValueError("no such layer")
+
+    def wrong_signature(a, b, c):
+        return nn.Identity()
+
+    def bare(shape, classes):  # a linear model on a bare nn.Parameter
+        class Bare(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.weight = nn.Parameter(torch.randn(shape[1] * shape[2], classes) / 8)
+
+            def forward(self, x):
+                return x.flatten(1) @ self.weight
+        return Bare()
+""")
+
+
+@pytest.mark.parametrize("function, message", [
+    ("not_a_module", "returned a dict, not a torch.nn.Module"),
+    ("wrong_size", "gives (2, 3) for 2 images, expected logits (2, 10)"),
+    ("raises", "raised ValueError: no such layer"),
+    ("wrong_signature", "must take (shape, classes) or no arguments"),
+])
+def test_a_bad_model_function_is_refused_before_any_work(capsys, tmp_path, function, message):  # U1
+    (tmp_path / "bad_models.py").write_text(BAD_MODELS)
+    refused(capsys, tmp_path / "runs", ["--model", f"{tmp_path / 'bad_models.py'}:{function}"],
+            message)
+
+
+def lenet_weights():
+    return models.build_model("lenet", (1, 8, 8), 10).state_dict()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), "is empty"),
+    (lambda p: p.write_text("epochs: 10\n"), "is not a PyTorch file (it looks like a text file)"),
+    (lambda p: torch.save({**lenet_weights(), "extra.weight": torch.zeros(1)}, p),
+     "does not fit the model: unexpected extra.weight"),
+    (lambda p: torch.save({k: v for k, v in lenet_weights().items() if k != "features.0.bias"}, p),
+     "does not fit the model: missing features.0.bias"),
+    (lambda p: torch.save(models.build_model("tiny_cnn", (1, 8, 8), 10).state_dict(), p),
+     "does not fit the model: missing"),  # another architecture
+    (lambda p: torch.save({k: torch.full_like(v, float("nan")) for k, v in lenet_weights().items()},
+                          p), "holds NaN or infinite weights in features.0.weight"),  # D13
+    (lambda p: torch.save({k: v.long() for k, v in lenet_weights().items()}, p),
+     "features.0.weight is torch.int64, the model's torch.float32"),  # D13
+    (lambda p: (torch.save(lenet_weights(), p), p.write_bytes(p.read_bytes()[:4474])),
+     "is truncated or damaged, not a readable PyTorch file"),  # U9: the OSError cut
+    (lambda p: (torch.save(lenet_weights(), p), p.write_bytes(p.read_bytes()[:-100])),
+     "is truncated or damaged, not a readable PyTorch file"),  # U9
+])
+def test_a_bad_model_file_is_refused_before_any_work(capsys, tmp_path, make, message):  # U1, D13, U9
+    make(tmp_path / "weights.pt")
+    refused(capsys, tmp_path / "runs", ["--model-file", str(tmp_path / "weights.pt")], message)
+
+
+def test_mprt_randomises_a_bare_parameter_and_one_method_says_why_tau_is_missing(tmp_path):  # C10, K7
+    (tmp_path / "bad_models.py").write_text(BAD_MODELS)
+    argv = evaluate_argv(tmp_path / "runs", "--model", f"{tmp_path / 'bad_models.py'}:bare",
+                         "--set", "methods=gradient", "--set", "metrics=road,mprt")
+    assert cli.main(argv) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    rows = {r["metric"]: float(r["value"]) for r in csv.DictReader(open(run_dir / "results.csv"))}
+    assert set(rows) == {"road_morf", "road_lerf", "road_gap", "mprt"} and rows["mprt"] < 0.5
+    assert ("Not computed: a ranking needs at least two methods whose scores differ, and this "
+            "run has 1." in (run_dir / "report.md").read_text())
+
+
+def test_kendall_tau_says_why_it_cannot_be_computed():  # K7
+    from saliencylab.protocols.evaluate_report import agreement
+
+    table = {"road_morf": {"a": {0: 10.0}, "b": {0: 20.0}, "c": {0: 30.0}},
+             "deletion": {"a": {0: 0.1}, "b": {0: 0.3}, "c": {0: 0.2}},
+             "insertion": {"a": {0: 0.5}, "b": {0: 0.5}, "c": {0: 0.5}}}
+    text = agreement(table, ["road_morf", "deletion", "insertion"], ["a", "b", "c"])
+    # both lower-is-better: scores (-10, -20, -30) and (-.1, -.3, -.2): pairs (a,b) and (a,c)
+    # concordant, (b,c) discordant -> tau = (2 - 1) / 3
+    assert "| road_morf | deletion | 0.33 |" in text
+    assert "| road_morf | insertion | n/a: insertion gives every method the same score |" in text
+    assert "nan" not in text
+    assert agreement(table, ["road_morf", "deletion"], ["a"]).startswith(
+        "Not computed: a ranking needs at least two methods")
+
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_the_readme_example_works_as_written(tmp_path, monkeypatch, capsys):  # C12
+    """README: `my_models.py` (no `cam_layer`) with its weights and the evaluate-quick preset:
+    gradcam++ cannot apply, so it is skipped and reported, and every other method is kept."""
+    readme = README.read_text()
+    block = readme.split("```python\n# my_models.py\n")[1].split("```")[0]
+    command = next(line for line in readme.splitlines() if "--model my_models.py:build" in line)
+    assert command == ("saliencylab evaluate --preset evaluate-quick --model my_models.py:build "
+                       "--model-file weights.pt")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_models.py").write_text(block)
+    model = models.build_model("my_models.py:build", (1, 8, 8), 10)
+    torch.save(model.state_dict(), "weights.pt")  # as the README says
+    assert cli.main(command.split()[1:]) == 0
+    err = capsys.readouterr().err
+    assert err.count("gradcam++ is skipped: Sequential has no `cam_layer`") == 1
+    run_dir = next((tmp_path / "runs").iterdir())
+    report = (run_dir / "report.md").read_text()
+    assert "## Skipped (1)" in report and "- `gradcam++`: Sequential has no `cam_layer`" in report
+    methods = {r["method"] for r in csv.DictReader(open(run_dir / "results.csv"))}
+    assert methods == set(ev.DEFAULT_METHODS) - {"gradcam++"}

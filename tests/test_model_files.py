@@ -99,7 +99,8 @@ def test_files_that_are_not_weights_say_what_they_are(tmp_path):
         load_weights(model, tmp_path / "whole.pt")
     torch.save(model.state_dict(), tmp_path / "cut.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "cut.pt").read_bytes()[:300])
-    with pytest.raises(UserError, match=r"cut.pt is not a readable PyTorch file \(\w+"):
+    with pytest.raises(UserError, match=r"cut.pt is truncated or damaged, not a readable PyTorch "
+                                        r"file \(\w+"):
         load_weights(model, tmp_path / "cut.pt")
     torch.save({"train": torch.zeros(2, 64), "test": torch.zeros(1, 64)}, tmp_path / "ranking.pt")
     with pytest.raises(UserError, match="is a ROAR ranking artifact, not weights"):

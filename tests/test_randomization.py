@@ -7,7 +7,7 @@ import torch
 from saliencylab.attribution import make_method
 from saliencylab.metrics import bootstrap_ci, kendall_tau
 from saliencylab.models import build_model
-from saliencylab.randomization import layers_top_down, mprt, spearman, ssim
+from saliencylab.randomization import layers_top_down, mprt, similarities, spearman, ssim
 
 
 def trained_lenet():
@@ -82,3 +82,58 @@ def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_images():
     narrow = bootstrap_ci(np.tile(values, 4))
     assert narrow[1] - narrow[0] < high - low
     assert bootstrap_ci(values, seed=1) != (low, high) and bootstrap_ci(values) == (low, high)
+
+
+class BareParameter(torch.nn.Module):
+    """A linear model on a bare nn.Parameter: no module with reset_parameters (issue 14, C10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(3 + 2 * torch.randn(64, 10))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.weight
+
+
+def test_a_bare_parameter_is_redrawn_from_a_normal_of_its_own_spread():
+    from saliencylab.randomization import randomize_layer
+
+    torch.manual_seed(1)
+    model, twin = BareParameter(), BareParameter()
+    twin.load_state_dict(model.state_dict())
+    assert layers_top_down(model, torch.zeros(1, 1, 8, 8)) == [""]  # the root holds it
+    spread = model.weight.std().item()
+    randomize_layer(model, "", 5)
+    randomize_layer(twin, "", 5)
+    assert torch.equal(model.weight, twin.weight)  # seeded
+    assert abs(model.weight.mean().item()) < 0.5 and model.weight.std().item() == pytest.approx(
+        spread, rel=0.15)  # N(0, s^2): centred at 0 where the original was at 3
+
+
+def test_a_model_without_parameters_has_nothing_to_randomise():
+    from saliencylab.errors import UserError
+
+    with pytest.raises(UserError, match="the model has no parameters, so no layer to randomise"):
+        mprt(torch.nn.Flatten(), torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
+             lambda model, x, target: x)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_layer_is_not_redrawn_with_the_seed_that_built_it(seed):
+    """A linear model's gradient map is its weight row: built under torch.manual_seed(seed) and
+    randomised with the same seed, its first layer must not get its initial weights back."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x, y = torch.randn(8, 1, 8, 8), torch.arange(8)
+    rows = mprt(model, x, y, make_method("gradient").attribute, "cascading", seed)
+    assert abs(np.mean(rows[-1]["spearman_abs"])) < 0.5
+
+
+def test_constant_maps_unchanged_by_randomisation_have_similarity_one():
+    zeros = torch.zeros(3, 1, 4, 4)
+    same = similarities(zeros, zeros + 5)  # both constant: the same (all-tied) map
+    assert all(np.allclose(same[k], 1) for k in ("spearman_abs", "spearman", "ssim"))
+    assert np.allclose(spearman(zeros, torch.rand(3, 1, 4, 4)), 0)  # it changed: no similarity
+    model, x, y = trained_lenet()
+    rows = mprt(model, x, y, lambda model, x, target: torch.zeros_like(x[:, :1]), "cascading")
+    assert all(np.allclose(row["spearman_abs"], 1) for row in rows)  # the worst score, not 0

@@ -3,25 +3,41 @@ model and images, as a table, for a notebook."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
+from . import inputs
 from .attribution import MethodOptions
+from .config import check, check_choice
 from .data import DataSpec
-from .faithfulness import HIGHER_IS_BETTER, METRIC_GROUPS, Settings, measure
+from .errors import UserError
+from .faithfulness import (HIGHER_IS_BETTER, METRIC_GROUPS, Settings, applicable, check_selection,
+                           measure)
 from .metrics import bootstrap_ci
 from .report import markdown_table
+
+API_METRICS = tuple(group for group in METRIC_GROUPS if group != "roar")  # ROAR retrains
 
 
 class Table:
     """Rows of (method, metric, value, ci_low, ci_high, better), the value a mean over images
-    and the CI a bootstrap over images; prints as markdown."""
+    and the CI a bootstrap over images; prints as markdown. `skipped` maps each method or
+    metric that does not apply to the model to why."""
 
-    def __init__(self, rows: list[dict], accuracy: float):
+    def __init__(self, rows: list[dict], accuracy: float, skipped: dict[str, str] | None = None):
         self.rows, self.accuracy = rows, accuracy  # accuracy: the model's, on x
+        self.skipped = skipped or {}
 
     def value(self, method: str, metric: str) -> float:
-        return next(r["value"] for r in self.rows if r["method"] == method and r["metric"] == metric)
+        for r in self.rows:
+            if r["method"] == method and r["metric"] == metric:
+                return r["value"]
+        pairs = ", ".join(sorted({f"{r['method']}/{r['metric']}" for r in self.rows}))
+        raise UserError(f"the table has no value for method {method!r} and metric {metric!r}"
+                        f"{' (' + self.skipped[method] + ')' if method in self.skipped else ''}: "
+                        f"it has {pairs or 'no rows'}")
 
     def to_markdown(self) -> str:
         return markdown_table(["method", "metric", "value", "95% CI", "better"],
@@ -51,19 +67,38 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
              settings: Settings = Settings(), target: str = "predicted", seed: int = 0,
              classes: int | None = None) -> Table:
     """Every metric (groups: road, deletion, insertion, mprt, accuracy_drop) of every method
-    for `model` on images `x` [N,C,H,W] with labels `y`, on x's device.
+    for `model` on images `x` [N,C,H,W] with labels `y` [N], on x's device.
 
-    Without `spec`, x is what the model takes (already normalised) and the removed pixels are
-    filled in that space; with a saliencylab `DataSpec`, x are raw uint8 images. The baseline of
-    IG, DeepLift and occlusion is the black image with a spec, zeros without (override with
-    `options`)."""
-    classes = classes or int(y.max()) + 1
-    if spec is None:
-        spec = identity_spec(x, classes)
-        x = x.float() * 255  # raw pixels under the identity spec
-        options = options or MethodOptions(baseline="zeros")
-    options = options or MethodOptions()
-    result = measure(model, x, y, spec, list(methods), list(metrics), options=options,
+    Without `spec`, x is what the model takes (already normalised float) and the removed pixels
+    are filled in that space; with a saliencylab `DataSpec`, x are raw pixels (uint8). x and y
+    may be torch tensors or numpy arrays (y also a list of ints). The baseline of IG, DeepLift
+    and occlusion is the black image with a spec, zeros without (override with `options`).
+
+    Every argument is checked before any work, each failure one UserError naming it: x's
+    shape, dtype and finiteness, y's length and range against the model's number of logits
+    (`classes`, if given, must equal it), the model's output, `settings`, `target`, `seed`,
+    the names of methods and metrics (lists, no repeats), and each method's maps on two images.
+    A method that cannot apply to the model (e.g. gradcam++ on a model without a conv layer),
+    and mprt on a model without parameters, is skipped with a warning (`Table.skipped`). The
+    model's train/eval mode is restored afterwards, module by module."""
+    if options is None:
+        options = MethodOptions(baseline="black" if spec is not None else "zeros")
+    check(isinstance(options, MethodOptions), f"options must be a MethodOptions, got a "
+                                              f"{type(options).__name__}")
+    options.validate()
+    check(isinstance(settings, Settings), f"settings must be a saliencylab.faithfulness.Settings "
+                                          f"(Settings(batch_size=...)), got a {type(settings).__name__}")
+    settings.validate()
+    check_choice(target, ("predicted", "label"), "target")
+    check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
+          f"seed must be a whole number in 0..2**32 - 1, got {seed!r}")
+    check_selection(methods, metrics, API_METRICS)
+    x, y, spec = check_request(model, x, y, spec, classes)
+    methods, metrics, skipped = applicable(model, x, y, spec, methods, metrics, options=options,
+                                           seed=seed)
+    for what, reason in skipped.items():
+        warnings.warn(f"saliencylab.evaluate: {what} skipped: {reason}", stacklevel=2)
+    result = measure(model, x, y, spec, methods, metrics, options=options,
                      settings=settings, target=target, seed=seed)
     rows = []
     for group in metrics:
@@ -73,4 +108,23 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 rows.append({"method": method, "metric": metric, "value": float(np.mean(values)),
                              "ci_low": low, "ci_high": high,
                              "better": "higher" if HIGHER_IS_BETTER[metric] else "lower"})
-    return Table(rows, result["accuracy"])
+    return Table(rows, result["accuracy"], skipped)
+
+
+def check_request(model, x, y, spec: DataSpec | None, classes: int | None):
+    """The model, images and labels checked against each other: (x as raw pixels, y, the spec
+    they are measured under)."""
+    inputs.check_module(model)
+    check(spec is None or isinstance(spec, DataSpec),
+          f"spec must be a saliencylab DataSpec (ds.spec) or None, got a {type(spec).__name__}")
+    x = inputs.images(x, spec)
+    y = inputs.labels(y, len(x))
+    first = x[:2] if spec is None else spec.normalize(x[:2])
+    found = inputs.logits(model, first).shape[1]
+    check(classes is None or (isinstance(classes, int) and classes == found),
+          f"classes is {classes!r}, but the model gives {found} logits per image")
+    inputs.check_labels(y, found)
+    if spec is None:
+        spec = identity_spec(x, found)
+        x = x.float() * 255  # raw pixels under the identity spec
+    return x, y.to(x.device), spec

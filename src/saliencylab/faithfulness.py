@@ -14,6 +14,9 @@
 Each value is the mean over images of a per-image value (per-image areas under 0/1
 correctness curves for the accuracy-based metrics), so a bootstrap over images gives its CI.
 ROAR (remove and retrain) comes from an existing ROAR run: see protocols/evaluate.py.
+
+The checks of a request (`Settings.validate`, `check_selection`, `applicable`) are shared by
+`saliencylab.evaluate` and `saliencylab evaluate`, and run before any work.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ import torch
 
 from . import attribution
 from .attribution import MethodOptions
-from .randomization import mprt
-from .removal import correctness, deletion_insertion, rank_pixels, road
+from .attribution.base import restoring_modes
+from .config import check, check_choice, check_unique
+from .errors import UserError
+from .randomization import NO_LAYERS, layers_top_down, mprt
+from .removal import FILLS, correctness, deletion_insertion, rank_pixels, road
 
 METRIC_GROUPS = {"road": ("road_morf", "road_lerf", "road_gap"), "deletion": ("deletion",),
                  "insertion": ("insertion",), "mprt": ("mprt",),
@@ -47,6 +53,43 @@ class Settings:
     mprt_images: int = 200  # images in the randomisation test
     batch_size: int = 500
 
+    def validate(self) -> None:
+        check_percents(self.road_percents, "settings.road_percents", closed=False)
+        check_percents(self.drop_percents, "settings.drop_percents", closed=True)
+        check_choice(self.drop_fill, FILLS, "settings.drop_fill")
+        check_choice(self.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
+        counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size}
+        if self.deletion_step is not None:
+            counts["deletion_step"] = self.deletion_step
+        for key, value in counts.items():
+            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                  f"settings.{key} must be a whole number >= 1, got {value!r}")
+
+
+def check_percents(percents, what: str, closed: bool) -> None:
+    """At least two percentages, strictly increasing, in [0, 100] (`closed`) or (0, 100)."""
+    inside = lambda p: 0 <= p <= 100 if closed else 0 < p < 100  # noqa: E731
+    check(isinstance(percents, (tuple, list)) and len(percents) >= 2
+          and all(isinstance(p, (int, float)) and not isinstance(p, bool) and inside(p)
+                  for p in percents)
+          and all(a < b for a, b in zip(percents, percents[1:])),
+          f"{what} must be at least two percentages in {'[0, 100]' if closed else '(0, 100)'}, "
+          f"strictly increasing (no repeats), got {percents!r}")
+
+
+def check_selection(methods, metrics, metric_names=tuple(METRIC_GROUPS)) -> None:
+    """Methods and metric groups: lists of known names, at least one each, no repeats."""
+    for what, names, choices, kind in (("methods", methods, attribution.method_names(),
+                                        "attribution method"),
+                                       ("metrics", metrics, metric_names, "metric")):
+        check(isinstance(names, (list, tuple)), f"{what} must be a list of names" + (
+            f", such as [{names!r}], not the string {names!r}" if isinstance(names, str)
+            else f", got a {type(names).__name__}"))
+        check(len(names) > 0, f"{what} must name at least one {kind}")
+        for name in names:
+            check_choice(name, choices, kind)
+        check_unique(names, what)
+
 
 def per_image_auc(right: torch.Tensor, percents) -> np.ndarray:
     """Trapezoid area of each image's 0/1 correctness (in %) over x = percents / 100."""
@@ -60,6 +103,37 @@ def explainer_for(name: str, options: MethodOptions, black, seed: int):
     return attribution.make_method(name, dataclasses.replace(options, seed=seed), black=black)
 
 
+@restoring_modes
+def applicable(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
+               options: MethodOptions = MethodOptions(), seed: int = 0):
+    """Which of `methods` and metric groups apply to `model`, tried on the first two uint8
+    images of x (labels y) before any work: (methods, metrics, skipped), `skipped` mapping a
+    method or metric to why it does not apply (a method that raises a UserError, such as a CAM
+    method on a model without a conv layer; mprt on a model without parameters). A method
+    whose maps are malformed (shape, non-finite values) is a UserError naming it."""
+    from .training import prepare_batch
+
+    xb, yb = prepare_batch(x[:2], spec), y[:2]
+    usable, skipped = [], {}
+    for name in methods:
+        method = explainer_for(name, options, spec.black(x.device), seed)
+        try:
+            maps = method.attribute(model, xb, yb)
+        except UserError as e:
+            skipped[name] = str(e)
+            continue
+        attribution.check_maps(maps, xb, name)
+        usable.append(name)
+    groups = list(metrics)
+    if "mprt" in groups and not layers_top_down(model, xb):
+        groups.remove("mprt")
+        skipped["mprt"] = NO_LAYERS
+    if not usable:
+        raise UserError(f"no method applies to this model: {'; '.join(skipped.values())}")
+    return usable, groups, skipped
+
+
+@restoring_modes
 def measure(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
             options: MethodOptions = MethodOptions(), settings: Settings = Settings(),
             target: str = "predicted", seed: int = 0, progress: bool = False) -> dict:
@@ -110,8 +184,8 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
         if "mprt" in wanted:
             n = min(settings.mprt_images, len(x))
             xs, ts = spec.normalize(x[:n]), explained[:n]
-            explain = lambda model, xb, tb: explainer_for(  # noqa: E731  fresh seed per call
-                name, options, black, seed).attribute(model, xb, tb)
+            explain = lambda model, xb, tb: attribution.Checked(  # noqa: E731  fresh seed per call
+                explainer_for(name, options, black, seed)).attribute(model, xb, tb)
             rows = {mode: mprt(model, xs, ts, explain, mode, seed) for mode in ("cascading", "independent")}
             per_image["mprt"][name] = rows["cascading"][-1]["spearman_abs"]
             randomisation[name] = {mode: [{"layer": r["layer"], **{k: float(np.mean(r[k])) for k in

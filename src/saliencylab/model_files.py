@@ -72,8 +72,9 @@ def load_file(path: str | Path, want: str):
                         f"to run (nothing was run; torch.save(model) writes such files, "
                         f"torch.save(model.state_dict(), PATH) does not): give {want}") from None
     except Exception as e:  # a truncated archive, a zip that is not a torch archive, ...
-        raise UserError(f"{path} is not a readable PyTorch file ({type(e).__name__}: "
-                        f"{_first_line(e)}): give {want}") from None
+        raise UserError(f"{path} is truncated or damaged, not a readable PyTorch file "
+                        f"({type(e).__name__}: {_first_line(e).split('. ')[0]}): save it again, "
+                        f"or give {want}") from None
 
 
 def _first_line(error: Exception) -> str:
@@ -96,8 +97,9 @@ def load_sgt_model(path: str | Path) -> dict:
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Load a plain state_dict (or the weights in our own files: an SGT model's 'model', a
-    ROAR base model's or a pruning level's 'state') into `model`; a mismatch lists the first
-    differences in one line."""
+    ROAR base model's or a pruning level's 'state') into `model`; a mismatch (a missing or
+    extra key, a shape, an integer tensor where the model's is floating) lists the first
+    differences in one line, and NaN or infinite weights are refused."""
     want = "a state_dict saved with torch.save(model.state_dict(), PATH)"
     state = load_file(path, want)
     if isinstance(state, dict) and {"train", "test"} <= set(state):
@@ -112,8 +114,15 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     problems += [f"unexpected {k}" for k in state if k not in own]
     problems += [f"{k} has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
                  for k, v in own.items() if k in state and state[k].shape != v.shape]
+    problems += [f"{k} is {state[k].dtype}, the model's {v.dtype}" for k, v in own.items()
+                 if k in state and v.is_floating_point() and not state[k].is_floating_point()]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise UserError(f"{path} does not fit the model: {'; '.join(problems[:3])}{more}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise UserError(f"{path} holds NaN or infinite weights in {', '.join(broken[:3])}"
+                        f"{f' (and {len(broken) - 3} more)' if len(broken) > 3 else ''}: the "
+                        f"model they come from diverged; give weights of a finished training")
     model.load_state_dict(state)
     return model

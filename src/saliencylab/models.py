@@ -242,22 +242,12 @@ def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
 
 
 def _check_output(model: nn.Module, spec: str, shape: Shape, classes: int) -> None:
-    """One forward pass in eval mode (BatchNorm cannot train on a batch this small); every
-    submodule's mode is restored."""
-    modes = [(module, module.training) for module in model.modules()]
+    """One forward pass on zeros in eval mode (BatchNorm cannot train on a batch this small),
+    checked by `inputs.logits` (every submodule's mode restored); then the class count."""
+    from .inputs import logits
+
     where = next(model.parameters(), torch.zeros(())).device
-    try:
-        with torch.no_grad():
-            out = model.eval()(torch.zeros(2, *shape, device=where))
-    except Exception as e:
-        batch = ", ".join(map(str, (2, *shape)))
-        raise UserError(f"--model {spec!r} fails on a batch of shape [{batch}] "
-                        f"({type(e).__name__}: {_one_line(e)}): it must take the data set's "
-                        f"images [B, C, H, W]") from None
-    finally:
-        for module, training in modes:
-            module.training = training
-    if not torch.is_tensor(out) or tuple(out.shape) != (2, classes):
-        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise UserError(f"--model {spec!r} gives {got} for 2 images, expected logits (2, "
+    out = logits(model, torch.zeros(2, *shape, device=where), f"--model {spec!r}")
+    if out.shape[1] != classes:
+        raise UserError(f"--model {spec!r} gives {tuple(out.shape)} for 2 images, expected logits (2, "
                         f"{classes}): it must return one logit per class of the data set")

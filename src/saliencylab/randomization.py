@@ -7,9 +7,15 @@ the SSIM of the maps min-max normalised to [0, 1]. A method that passes changes 
 the model is randomised (similarity falls towards 0); a map that ignores the model keeps a
 similarity of 1.
 
-Layers are the modules holding parameters of their own, in reverse forward order. A layer is
-re-initialised by its own `reset_parameters()` (PyTorch's default initialisation), under a
-forked random generator seeded by (seed, layer), so the caller's generators are untouched.
+Layers are the modules holding parameters of their own, in reverse order of the moment their
+forward pass returns. A layer is re-initialised by its own `reset_parameters()` (PyTorch's default
+initialisation); a module without one (bare `nn.Parameter`s, such as a ViT's position
+embedding) has each of its own parameters re-drawn from N(0, s^2), s the parameter's own
+standard deviation (1 when it has one element or is constant: our choice). Both run under a
+forked random generator seeded by a hash of (seed, layer), so the caller's generators are
+untouched.
+A map that stays constant (e.g. all zeros) is unchanged by randomisation: its rank
+correlation with itself counts as 1, like its SSIM.
 """
 
 from __future__ import annotations
@@ -23,8 +29,12 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
+from .errors import UserError
+
 Explain = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, target) -> a [B,1,H,W]
 MODES = ("cascading", "independent")
+NO_LAYERS = ("the model has no parameters, so no layer to randomise: the randomisation test "
+             "(mprt) does not apply to it")
 
 
 def layers_top_down(model: nn.Module, x: Tensor) -> list[str]:
@@ -33,7 +43,7 @@ def layers_top_down(model: nn.Module, x: Tensor) -> list[str]:
     names = {module: name for name, module in model.named_modules()}
     hooks = [module.register_forward_hook(lambda m, i, o: order.append(names[m]))
              for module in model.modules()
-             if any(True for _ in module.parameters(recurse=False)) and hasattr(module, "reset_parameters")]
+             if any(True for _ in module.parameters(recurse=False))]
     try:
         with torch.no_grad():
             model(x[:1])
@@ -43,23 +53,38 @@ def layers_top_down(model: nn.Module, x: Tensor) -> list[str]:
     return list(dict.fromkeys(reversed(order)))
 
 
+def layer_seed(seed: int, layer: int) -> int:
+    """The seed that randomises layer number `layer`: a hash of (seed, layer) by numpy's
+    SeedSequence, so that it is not a small number such as the seed the model was built with
+    (a layer re-drawn from its builder's own seed would get its initial weights back)."""
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0])
+
+
 def randomize_layer(model: nn.Module, name: str, seed: int) -> None:
     module = model.get_submodule(name)
     device = next(module.parameters()).device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        module.reset_parameters()
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+            return
+        with torch.no_grad():
+            for parameter in module.parameters(recurse=False):
+                spread = parameter.std().item() if parameter.numel() > 1 else 0.0
+                parameter.normal_(0.0, spread if spread > 0 else 1.0)
 
 
 def spearman(a: Tensor, b: Tensor) -> np.ndarray:
-    """Spearman rank correlation per image of two maps [N, ...] (average ranks for ties; 0 where
-    a map is constant)."""
+    """Spearman rank correlation per image of two maps [N, ...] (average ranks for ties): 1
+    where both maps are constant (the same all-tied ranking), 0 where only one is."""
     ra = rankdata(a.flatten(1).double().cpu().numpy(), axis=1)
     rb = rankdata(b.flatten(1).double().cpu().numpy(), axis=1)
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
     denominator = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
-    return np.where(denominator > 0, (ra * rb).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
+    constant = ((ra ** 2).sum(1) == 0) & ((rb ** 2).sum(1) == 0)
+    correlation = (ra * rb).sum(1) / np.where(denominator > 0, denominator, 1)
+    return np.where(denominator > 0, correlation, np.where(constant, 1.0, 0.0))
 
 
 def normalize01(a: Tensor) -> Tensor:
@@ -98,14 +123,17 @@ def mprt(model: nn.Module, x: Tensor, target: Tensor, explain: Explain, mode: st
          seed: int = 0) -> list[dict]:
     """One row per layer: {"layer", "mode", "spearman_abs", "spearman", "ssim"} (per-image
     arrays), the layer randomised on top of the ones above it (cascading) or alone
-    (independent). The model itself is left untouched (a copy is randomised)."""
+    (independent). The model itself is left untouched (a copy is randomised). A model without
+    parameters is a UserError (NO_LAYERS)."""
     layers = layers_top_down(model, x)
+    if not layers:
+        raise UserError(NO_LAYERS)
     original = explain(model, x, target)
     rows, randomised = [], copy.deepcopy(model)
     for i, name in enumerate(layers):
         if mode == "independent":
             randomised = copy.deepcopy(model)
-        randomize_layer(randomised, name, seed * 1000 + i)
+        randomize_layer(randomised, name, layer_seed(seed, i))
         rows.append({"layer": name, "mode": mode,
                      **similarities(original, explain(randomised, x, target))})
     return rows

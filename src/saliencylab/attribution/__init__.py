@@ -30,8 +30,8 @@ from .gradients import (DeepLiftMethod, DeepLiftShapMethod, Gradient, GradientSh
 from .options import MethodOptions
 from .perturbation import OcclusionMethod, RandomMethod
 
-__all__ = ["AttributionMethod", "METHODS", "MethodOptions", "attribute_dataset", "make_method",
-           "method_names", "register"]
+__all__ = ["AttributionMethod", "Checked", "METHODS", "MethodOptions", "attribute_dataset",
+           "check_maps", "make_method", "method_names", "register"]
 
 
 class AttributionMethod(Protocol):
@@ -104,6 +104,38 @@ def make_method(name: str, options: MethodOptions | None = None, *, black: Tenso
     raise UserError(f"unknown attribution method {name!r}: choose one of {', '.join(method_names())}")
 
 
+def check_maps(maps, x: Tensor, name: str) -> Tensor:
+    """`maps` as float32 if they are finite maps [B, 1, H, W] for the images x [B, C, H, W],
+    else a one-line UserError naming the method: maps for fewer images would be broadcast, and
+    NaN maps would rank pixels arbitrarily."""
+    b, _, h, w = x.shape
+    expected = f"[B, 1, H, W] = [{b}, 1, {h}, {w}] for {b} images"
+    if not torch.is_tensor(maps):
+        raise UserError(f"attribution method {name!r} returned a {type(maps).__name__}, not a "
+                        f"tensor {expected}")
+    if tuple(maps.shape) != (b, 1, h, w):
+        raise UserError(f"attribution method {name!r} returned maps of shape "
+                        f"{tuple(maps.shape)}: it must return {expected}")
+    maps = maps.to(torch.float32)
+    bad = int((~torch.isfinite(maps)).sum())
+    if bad:
+        raise UserError(f"attribution method {name!r} returned {bad} NaN or infinite value(s) "
+                        f"of {maps.numel()}: every map value must be finite")
+    return maps
+
+
+class Checked:
+    """`method` with every output checked by `check_maps`: what every protocol attributes with
+    (`attribute_dataset`, the randomisation test)."""
+
+    def __init__(self, method: AttributionMethod):
+        self.method = method
+        self.name = getattr(method, "name", None) or type(method).__name__
+
+    def attribute(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+        return check_maps(self.method.attribute(model, x, target), x, self.name)
+
+
 def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, target: Tensor,
                       spec, batch_size: int = 256, progress: bool = True,
                       desc: str = "attribution") -> Tensor:
@@ -113,6 +145,7 @@ def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, ta
 
     from ..training import prepare_batch
 
+    method = Checked(method)
     maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),
                              target[i:i + batch_size])
             for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch",

@@ -9,6 +9,7 @@ through Captum). Methods work inside a caller's `torch.no_grad()`; x needs no re
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from typing import Callable, Iterator
 
@@ -31,6 +32,16 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def restoring_modes(function: Callable) -> Callable:
+    """Decorate `function(model, ...)`: it runs in `eval_mode(model)`, so that each module's own
+    train/eval mode is back as it was when it returns."""
+    @functools.wraps(function)
+    def wrapper(model: nn.Module, *args, **kwargs):
+        with eval_mode(model):
+            return function(model, *args, **kwargs)
+    return wrapper
 
 
 @contextlib.contextmanager

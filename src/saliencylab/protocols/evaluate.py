@@ -18,16 +18,16 @@ from pathlib import Path
 
 import torch
 
-from .. import attribution, data, models
+from .. import data, models
 from ..attribution import MethodOptions
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
 from ..device import on_device, prepare
 from ..errors import UserError
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
-from ..faithfulness import METRIC_GROUPS, Settings, measure
+from ..faithfulness import METRIC_GROUPS, Settings, applicable, check_selection, measure
 from ..model_files import load_weights
-from ..removal import FILLS, auc
-from ..store import RunStore
+from ..removal import auc
+from ..store import RunStore, warn
 from ..training import train
 
 SCHEMA = {"seed": int, "accuracy": float, "per_image": dict, "curves": dict, "mprt": dict}
@@ -55,29 +55,14 @@ class EvaluateConfig(RunOptions):
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
         models.check_model(self.model)
-        check(len(self.methods) > 0, "methods must name at least one attribution method")
-        for method in self.methods:
-            check_choice(method, attribution.method_names(), "attribution method")
-        check_unique(self.methods, "methods")
-        check(len(self.metrics) > 0, "metrics must name at least one metric")
-        for metric in self.metrics:
-            check_choice(metric, tuple(METRIC_GROUPS), "metric")
-        check_unique(self.metrics, "metrics")
+        check_selection(self.methods, self.metrics)
         check(len(self.seeds) > 0, "seeds must list at least one seed")
         check_unique(self.seeds, "seeds")
         check_choice(self.target, ("predicted", "label"), "target")
         check_count(self.n_train, "n_train")
         check_count(self.n_test, "n_test")
         check(self.bootstrap >= 10, "bootstrap must be >= 10 resamples")
-        s = self.settings
-        check(all(0 < p < 100 for p in s.road_percents) and len(s.road_percents) >= 2,
-              "settings.road_percents must be at least two values in (0, 100)")
-        check(all(0 <= p <= 100 for p in s.drop_percents) and len(s.drop_percents) >= 2,
-              "settings.drop_percents must be at least two values in [0, 100]")
-        check_choice(s.drop_fill, FILLS, "settings.drop_fill")
-        check_choice(s.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
-        check(s.mprt_images >= 1 and s.batch_size >= 1, "settings.mprt_images and batch_size must be >= 1")
-        check(s.deletion_step is None or s.deletion_step >= 1, "settings.deletion_step must be >= 1")
+        self.settings.validate()
         check(not self.model_file or Path(self.model_file).is_file(),
               f"model_file {self.model_file!r} is not a file: give the weights saved with "
               f"torch.save(model.state_dict(), PATH)")
@@ -105,12 +90,29 @@ def model_for(config: EvaluateConfig, ds, seed: int, progress: bool) -> torch.nn
     return model.eval()
 
 
-def evaluate_job(config: EvaluateConfig, seed: int, *, progress: bool, dataset) -> JobOutput:
+def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """Checked before any work (a UserError: exit 2, no run directory): the model is built once
+    and its weights loaded, without training, and every method tried on two test images.
+    Returns the methods and metric groups (ROAR aside) that apply to the model, and why the
+    others do not (`faithfulness.applicable`)."""
+    with torch.random.fork_rng():  # the caller's generator is untouched
+        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    if config.model_file:
+        load_weights(model, config.model_file)
+    metrics = tuple(m for m in config.metrics if m != "roar")
+    methods, metrics, skipped = applicable(model, ds.x_test, ds.y_test, ds.spec, config.methods,
+                                           metrics, options=config.attribution,
+                                           seed=config.seeds[0])
+    return tuple(methods), tuple(metrics), skipped
+
+
+def evaluate_job(config: EvaluateConfig, seed: int, methods: tuple[str, ...],
+                 metrics: tuple[str, ...], *, progress: bool, dataset) -> JobOutput:
+    """Seed `seed`'s record: `methods` and metric groups (those that apply, from `usable`)."""
     device = prepare(config)
     ds = on_device(dataset, device)
     model = model_for(config, ds, seed, progress)
-    metrics = tuple(m for m in config.metrics if m != "roar")
-    result = measure(model, ds.x_test, ds.y_test, ds.spec, config.methods, metrics,
+    result = measure(model, ds.x_test, ds.y_test, ds.spec, methods, metrics,
                      options=config.attribution, settings=config.settings, target=config.target,
                      seed=seed, progress=progress)
     per_image = {metric: {m: [float(v) for v in values] for m, values in by_method.items()}
@@ -152,15 +154,18 @@ def run(config: EvaluateConfig, out: str, name: str, data_dir: str | None = None
     config.validate()
     prepare(config)
     started = time.time()
-    load_data(config, data_dir)
+    methods, metrics, skipped = usable(config, load_data(config, data_dir))
+    for what, reason in skipped.items():
+        warn(f"{what} is skipped: {reason}")
     roar = roar_values(config) if "roar" in config.metrics and config.roar_run else {}
     store = RunStore(out, name, config, SCHEMA)
     try:
-        jobs = [Job(f"seed{s}", evaluate_job, (config, s), {"dataset": "dataset"}) for s in config.seeds]
+        jobs = [Job(f"seed{s}", evaluate_job, (config, s, methods, metrics), {"dataset": "dataset"})
+                for s in config.seeds]
         outcome = run_jobs(store, jobs, shared={"dataset": partial(load_data, config, data_dir)},
                            options=options, desc=name,
                            describe=lambda r: f"accuracy {r['accuracy']:.4f}")
-        write_report(config, store, roar, time.time() - started, outcome.failed)
+        write_report(config, store, roar, time.time() - started, outcome.failed, skipped)
     finally:
         store.close()
     return store.dir

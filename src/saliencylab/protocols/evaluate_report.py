@@ -46,19 +46,28 @@ def cell(config, records: list[dict], table: dict, metric: str, method: str) -> 
     return text
 
 
-def agreement(table: dict, metrics: list[str], methods: list[str]) -> list[list]:
+def agreement(table: dict, metrics: list[str], methods: list[str]) -> str:
     """Kendall tau between the rankings of the methods by each pair of metrics, every metric
-    oriented so that higher is better."""
+    oriented so that higher is better; where it cannot be computed, why."""
     def scores(metric):
         sign = 1 if HIGHER_IS_BETTER[metric] else -1
         return [sign * np.mean(list(table[metric][m].values())) for m in methods]
 
+    if len(methods) < 2:
+        return (f"Not computed: a ranking needs at least two methods whose scores differ, and "
+                f"this run has {len(methods)}.\n")
     usable = [m for m in metrics if all(table.get(m, {}).get(x) for x in methods)]
-    return [[a, b, f"{kendall_tau(scores(a), scores(b)):.2f}"]
+    if len(usable) < 2:
+        return "Not computed: it needs at least two metrics measured for every method.\n"
+    tied = {m for m in usable if len(set(scores(m))) < 2}
+    rows = [[a, b, f"{kendall_tau(scores(a), scores(b)):.2f}" if not tied & {a, b} else
+             f"n/a: {' and '.join(sorted(tied & {a, b}))} gives every method the same score"]
             for a, b in itertools.combinations(usable, 2)]
+    return markdown_table(["metric", "metric", "Kendall τ"], rows)
 
 
-def write_report(config, store: RunStore, roar: dict, seconds: float, failed: dict[str, str]) -> None:
+def write_report(config, store: RunStore, roar: dict, seconds: float, failed: dict[str, str],
+                 skipped: dict[str, str] | None = None) -> None:
     records = sorted(store.records(), key=lambda r: r["seed"])
     table = values_by(records, roar)
     metrics = [m for group in config.metrics for m in METRIC_GROUPS[group] if m in table]
@@ -98,7 +107,7 @@ def write_report(config, store: RunStore, roar: dict, seconds: float, failed: di
             "## Do the metrics agree?\n",
             "Kendall τ between the rankings of the methods that two metrics produce (each metric "
             "oriented so that higher is better): 1 = the same order, −1 = reversed, 0 = unrelated.\n",
-            markdown_table(["metric", "metric", "Kendall τ"], agreement(table, metrics, methods)),
+            agreement(table, metrics, methods),
             "## Curves\n"]
     for figure in curve_figures(config, records, store):
         text.append(f"![{figure}]({figure}.png)\n")
@@ -108,6 +117,10 @@ def write_report(config, store: RunStore, roar: dict, seconds: float, failed: di
                  "Similarity between the maps of the trained model and of the randomised one, as "
                  "layers are randomised from the top (cascading) or one at a time (independent).\n",
                  "![mprt](mprt.png)\n"]
+    if skipped:
+        text += [f"## Skipped ({len(skipped)})\n\nThese do not apply to the model; the other "
+                 "results are complete.\n\n" + "\n".join(f"- `{what}`: {reason}" for what, reason
+                                                         in skipped.items()) + "\n"]
     text += failures_section(failed)
     atomic_write_text(store.dir / "report.md", "\n".join(text))
 
