@@ -16,6 +16,7 @@ import torch
 from saliencylab import config as cfg
 from saliencylab.errors import UserError
 from saliencylab.protocols import roar
+from saliencylab.contents import Tensor
 from saliencylab.store import RunStore, atomic_write, load_verified, save_verified
 
 TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
@@ -119,10 +120,11 @@ def test_an_edited_config_json_is_rewritten_from_the_command_never_used(clean_ru
 
 def test_verified_files_round_trip_and_a_missing_checksum_is_not_trusted(tmp_path, capsys):
     path = tmp_path / "artifacts" / "x.pt"
-    save_verified(path, {"a": torch.arange(3)})
-    assert torch.equal(load_verified(path, tmp_path)["a"], torch.arange(3))
+    spec = {"a": Tensor((3,))}
+    save_verified(path, {"a": torch.arange(3)}, spec)
+    assert torch.equal(load_verified(path, tmp_path, spec)["a"], torch.arange(3))
     path.with_name("x.pt.sha256").unlink()
-    assert load_verified(path, tmp_path) is None
+    assert load_verified(path, tmp_path, spec) is None
     assert "has no readable sha256" in capsys.readouterr().err
     assert not path.exists() and (tmp_path / "corrupt" / "artifacts" / "x.pt").exists()
 
