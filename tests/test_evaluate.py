@@ -223,3 +223,13 @@ def test_roar_is_read_from_the_verified_records_not_the_report_file(roar_dir, tm
                                  + records[f"{method}-t50-s0"]["accuracy"])
         assert [(r["metric"], r["seed"], float(r["value"])) for r in rows if r["method"] == method] \
             == [("roar", "0", pytest.approx(expected))]
+
+
+def test_a_report_without_any_finished_seed_says_so_not_nan(tmp_path, monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(ev, "evaluate_job", fails)
+    run_dir = ev.run(tiny_config("metrics=road"), str(tmp_path), "tiny")
+    report = (run_dir / "report.md").read_text()
+    assert "no seed finished" in report and "nan" not in report

@@ -332,3 +332,9 @@ def test_an_unwritable_run_is_found_before_any_work(clean_run, tmp_path, monkeyp
     with unwritable(run_dir / folder), pytest.raises(UserError) as caught:
         roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
     assert str(caught.value).startswith(f"cannot write in {run_dir / folder} (")
+
+
+def test_a_directory_where_a_file_is_written_is_one_line_naming_it(tmp_path):
+    (tmp_path / "results.csv").mkdir()
+    with pytest.raises(UserError, match=rf"{tmp_path / 'results.csv'} is a directory, where"):
+        atomic_write(tmp_path / "results.csv", lambda tmp: tmp.write_text("x"))

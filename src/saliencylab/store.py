@@ -75,6 +75,9 @@ def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) and rename the temporary file onto `path`. A full disk becomes a
     one-line UserError naming the directory and its free space; no partial file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory, where saliencylab writes a file: move it away, "
+                        f"then run again")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
