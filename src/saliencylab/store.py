@@ -303,8 +303,9 @@ class RunStore:
             remove_stale_temporaries(self.dir)
             self._check_config_file()
         except OSError as e:
-            raise UserError(f"cannot write {e.filename or self.dir} ({e.strerror}): choose a "
-                            f"writable place with --out DIR") from None
+            where = f"{e.filename}: " if e.filename and Path(e.filename) != self.dir else ""
+            raise UserError(f"cannot write the run directory {self.dir} ({where}{e.strerror}): "
+                            f"choose a writable place with --out DIR") from None
 
     def close(self) -> None:
         self.lock.release()
