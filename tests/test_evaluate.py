@@ -2,6 +2,7 @@
 method, bring-your-own models and methods, ROAR read from an existing run."""
 
 import csv
+import json
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from saliencylab.config import TrainConfig
 from saliencylab.protocols import evaluate as ev
 from saliencylab.protocols import roar
 from saliencylab.training import train
+
+from damage import DROP, copy_run, edit_record, into_a_directory
 
 TINY = ["n_train=300", "n_test=40", "train.epochs=2", "seeds=0", "methods=gradient,random",
         "settings.mprt_images=20", "attribution.smoothgrad_samples=2"]
@@ -44,10 +47,15 @@ def test_the_report_has_the_table_the_agreement_the_curves_and_a_tidy_csv(tmp_pa
         assert (run_dir / f"{png}.png").stat().st_size > 1000
 
 
-def test_roar_is_read_from_an_existing_run_of_the_same_data_and_model(tmp_path):
+@pytest.fixture(scope="module")
+def roar_dir(tmp_path_factory):
+    """A finished ROAR run of digits/lenet, one seed."""
     from test_roar import tiny_config as roar_config
 
-    roar_dir = roar.run(roar_config("seeds=0"), str(tmp_path / "roar"), "tiny")
+    return roar.run(roar_config("seeds=0"), str(tmp_path_factory.mktemp("roar")), "tiny")
+
+
+def test_roar_is_read_from_an_existing_run_of_the_same_data_and_model(tmp_path, roar_dir):
     config = tiny_config("metrics=road,roar", f"roar_run={roar_dir}")
     run_dir = ev.run(config, str(tmp_path / "ev"), "tiny")
     rows = [r for r in csv.DictReader(open(run_dir / "results.csv")) if r["metric"] == "roar"]
@@ -273,3 +281,98 @@ def test_the_readme_example_works_as_written(tmp_path, monkeypatch, capsys):  # 
     assert "## Skipped (1)" in report and "- `gradcam++`: Sequential has no `cam_layer`" in report
     methods = {r["method"] for r in csv.DictReader(open(run_dir / "results.csv"))}
     assert methods == set(ev.DEFAULT_METHODS) - {"gradcam++"}
+
+
+# issue 14: records are trusted only with the values their job implies; ROAR from its records ----
+EVQ = ["seeds=0,1", "metrics=road,deletion", "train.lr=0.05"]
+
+
+@pytest.fixture(scope="module")
+def clean_evaluation(tmp_path_factory):
+    return ev.run(tiny_config(*EVQ), str(tmp_path_factory.mktemp("clean")), "tiny")
+
+
+@pytest.mark.parametrize("damage", [
+    edit_record(seed=1),  # another seed's record, in seed 0's file
+    edit_record(per_image={}),
+    edit_record(**{"per_image.road_morf.gradient": DROP}),  # a method dropped
+    edit_record(**{"per_image.deletion.gradient": [float("nan")] * 40}),
+    edit_record(accuracy=float("nan")),
+    edit_record(accuracy=1.07),
+    edit_record(**{"per_image.road_morf.gradient": "abc"}),
+    edit_record(**{"per_image.road_morf.gradient": [1.0, 2.0, 3.0]}),
+    edit_record(**{"curves.road.random.morf": ["x"] * 9}),
+    into_a_directory,
+], ids=["seed-1", "per-image-empty", "a-method-dropped", "nan-values", "nan-accuracy",
+        "accuracy-107%", "text-values", "3-values", "text-curve", "a-directory"])
+def test_an_edited_evaluate_record_is_quarantined_and_recomputed(clean_evaluation, tmp_path, capsys,
+                                                                damage):
+    run_dir = copy_run(clean_evaluation, tmp_path)
+    victim = run_dir / "jobs" / "seed0.json"
+    damage(victim)
+    assert ev.run(tiny_config(*EVQ), str(tmp_path / "runs"), "tiny") == run_dir
+    err = capsys.readouterr().err
+    assert f"{victim} " in err and "computed again" in err
+    assert (run_dir / "corrupt" / "jobs" / "seed0.json").exists()
+    assert (run_dir / "results.csv").read_text() == (clean_evaluation / "results.csv").read_text()
+    assert "nan ± nan" not in (run_dir / "report.md").read_text()
+
+
+def evaluate_cli(tmp_path, *sets) -> list[str]:
+    return ["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path / "out"), "--workers",
+            "1"] + [a for s in TINY + list(sets) for a in ("--set", s)]
+
+
+def test_the_roar_metric_without_roar_run_is_one_line_before_any_work(tmp_path, capsys):
+    assert cli.main(evaluate_cli(tmp_path, "metrics=road,roar")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the roar metric needs roar_run" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "jobs" / "gradient-t50-s0.json").unlink(),
+     "is not a finished ROAR run: 1 of 3 jobs are missing or invalid (gradient-t50-s0: missing)"),
+    (lambda run: edit_record(accuracy=2.0)(run / "jobs" / "random-t50-s0.json"),
+     "(random-t50-s0: holds an invalid record (record.accuracy is 2.0, not a finite number in [0, 1]))"),
+    (lambda run: (run / "config.json").write_text("[1, 2]"), "its config.json is not a ROAR config"),
+    (lambda run: (run / "config.json").unlink(),
+     "its config.json cannot be read (No such file or directory)"),
+], ids=["unfinished", "edited-record", "config-a-list", "no-config"])
+def test_a_roar_run_that_is_not_a_finished_roar_run_is_one_line_before_any_work(
+        roar_dir, tmp_path, capsys, damage, message):
+    run = copy_run(roar_dir, tmp_path)
+    damage(run)
+    assert cli.main(evaluate_cli(tmp_path, "metrics=roar", f"roar_run={run}")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_roar_run_pointing_at_an_evaluate_run_is_refused(clean_evaluation, tmp_path, capsys):
+    assert cli.main(evaluate_cli(tmp_path, "metrics=roar", f"roar_run={clean_evaluation}")) == 2
+    assert "is not a ROAR run: its config.json is not a ROAR config" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_roar_is_read_from_the_verified_records_not_the_report_file(roar_dir, tmp_path):
+    run = copy_run(roar_dir, tmp_path)
+    (run / "results.csv").write_text("method,threshold,seed,accuracy\n")  # truncated
+    run_dir = ev.run(tiny_config("metrics=roar", f"roar_run={run}"), str(tmp_path / "ev"), "tiny")
+    rows = list(csv.DictReader(open(run_dir / "results.csv")))
+    records = {p.stem: json.loads(p.read_text())["record"] for p in (run / "jobs").glob("*.json")}
+    for method in ("gradient", "random"):  # one trapezoid over x in [0, 0.5]
+        expected = 0.25 * 100 * (records["reference-t0-s0"]["accuracy"]
+                                 + records[f"{method}-t50-s0"]["accuracy"])
+        assert [(r["metric"], r["seed"], float(r["value"])) for r in rows if r["method"] == method] \
+            == [("roar", "0", pytest.approx(expected))]
+
+
+def test_a_report_without_any_finished_seed_says_so_not_nan(tmp_path, monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(ev, "evaluate_job", fails)
+    run_dir = ev.run(tiny_config("metrics=road"), str(tmp_path), "tiny")
+    report = (run_dir / "report.md").read_text()
+    assert "no seed finished" in report and "nan" not in report

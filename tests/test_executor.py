@@ -38,7 +38,7 @@ def with_artifact(x: int, *, progress: bool, offset) -> JobOutput:
 
 
 def store_for(tmp_path, name="t"):
-    return RunStore(tmp_path, name, roar.RoarConfig(device="cpu"), {"x": int})
+    return RunStore(tmp_path, name, roar.RoarConfig(device="cpu"))
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -2,6 +2,7 @@
 digits: tiny, offline and fast."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from saliencylab.protocols import pruning as protocol
 from saliencylab.pruning import (GlobalMagnitude, RandomPruning, apply_masks, count_to_prune,
                                  density, enforce, expected_remaining, full_masks,
                                  layer_densities, masked_weights, prunable, prune, rewind)
+
+from damage import copy_run, flip_a_byte, into_a_directory, rewrite_verified
 
 # deterministic: the resume and parallel tests compare results bit for bit, also on CUDA
 TINY = ["n_train=256", "n_test=64", "levels=3", "pretrain.epochs=2", "retrain.epochs=2",
@@ -339,3 +342,36 @@ def test_seeds_in_parallel_workers_give_the_same_results_as_in_process(tmp_path)
     parallel = protocol.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
     assert [r["seed"] for r in read_results(serial)] == ["333", "333", "334", "334"]
+
+
+# issue 14 D2, C2, C4: a chain's level files are part of its job ---------------------------------
+@pytest.mark.parametrize("damage", [
+    flip_a_byte,
+    lambda p: p.with_name(p.name + ".sha256").unlink(),
+    lambda p: rewrite_verified(p, {"foo": 1}),
+    lambda p: rewrite_verified(p, {**torch.load(p), "examples": torch.zeros(2, 1, 4, 4)}),
+    lambda p: rewrite_verified(p, {**torch.load(p), "metrics": {**torch.load(p)["metrics"], "level": 2}}),
+    into_a_directory,
+], ids=["flipped-byte", "no-sha256", "foo", "wrong-examples", "another-level", "a-directory"])
+def test_a_damaged_level_file_is_quarantined_and_its_level_computed_again(tiny_run, tmp_path,
+                                                                          capsys, damage):
+    run_dir = copy_run(tiny_run, tmp_path)
+    level = run_dir / "artifacts" / "seed333" / "level01.pt"
+    damage(level)
+    assert protocol.run(tiny_config(), str(tmp_path / "runs"), "tiny") == run_dir
+    err = capsys.readouterr().err
+    assert f"{level} " in err and "computed again" in err
+    assert (run_dir / "corrupt" / "artifacts" / "seed333" / "level01.pt").exists()
+    assert torch.load(level)["metrics"]["level"] == 1  # rebuilt
+    assert read_results(run_dir) == read_results(tiny_run)
+
+
+def test_an_edited_chain_record_is_quarantined_and_recomputed(tiny_run, tmp_path, capsys):
+    run_dir = copy_run(tiny_run, tmp_path)
+    victim = run_dir / "jobs" / "seed333.json"
+    data = json.loads(victim.read_text())
+    data["record"]["levels"][2]["accuracy"] = 1.5
+    victim.write_text(json.dumps(data))
+    protocol.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    assert "record.levels[2].accuracy is 1.5, not a finite number in [0, 1]" in capsys.readouterr().err
+    assert read_results(run_dir) == read_results(tiny_run)

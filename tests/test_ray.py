@@ -51,7 +51,7 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_every_job_is_stored_once(tmp
 def test_a_failing_job_on_ray_is_one_line_and_the_others_are_kept(tmp_path):
     from test_executor import maybe_diverge
 
-    store = RunStore(tmp_path, "fail", roar.RoarConfig(device="cpu"), {"x": int})
+    store = RunStore(tmp_path, "fail", roar.RoarConfig(device="cpu"))
     outcome = run_jobs(store, [Job(f"job-{x}", maybe_diverge, (x,)) for x in range(4)],
                        options=RAY, describe=str)
     assert list(outcome.failed) == ["job-2"]

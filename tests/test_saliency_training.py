@@ -1,4 +1,5 @@
-"""The sgt protocol end to end on tiny data: report, resume with K, CLI, deit_tiny on CIFAR files."""
+"""The sgt protocol end to end on tiny data: report, resume with K, CLI, deit_tiny on CIFAR files,
+and a damaged model file or record rebuilt (issue 14)."""
 
 import csv
 import pickle
@@ -14,6 +15,8 @@ from saliencylab.attribution import make_method
 from saliencylab.protocols import saliency_training as st
 from saliencylab.protocols import sgt_eval, sgt_tools
 from saliencylab.vit import DeiT, VitConfig, load_pretrained
+
+from damage import copy_run, edit_record, flip_a_byte, into_a_directory, rewrite_verified
 
 torch.set_num_threads(1)
 TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
@@ -234,3 +237,77 @@ def test_deit_tiny_protocol_on_small_cifar_files(tmp_path):
 def test_deit_tiny_without_weights_is_a_user_error(capsys):
     assert cli.main(["sgt", "--preset", "smoot-cifar10"]) == 2
     assert "vit.pretrained=PATH" in capsys.readouterr().err
+
+
+# issue 14 D2, C2, C4: a job's model file is part of the job -----------------------------------
+@pytest.fixture(scope="module")
+def clean_smoot(tmp_path_factory):
+    return st.run(tiny_config("objectives=smoot"), str(tmp_path_factory.mktemp("clean")), "tiny")
+
+
+def without_timing(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "train_seconds"} for row in read_results(run_dir)]
+
+
+def drop_record(run_dir: Path) -> None:
+    (run_dir / "jobs" / "smoot-s0.json").unlink()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: flip_a_byte(p),
+    lambda p: p.with_name(p.name + ".sha256").unlink(),
+    lambda p: rewrite_verified(p, {"foo": 1}),
+    lambda p: rewrite_verified(p, torch.zeros(3)),
+    lambda p: rewrite_verified(p, {**torch.load(p), "seed": 7}),
+    lambda p: rewrite_verified(p, {**torch.load(p), "objective": {"K": torch.zeros(5, dtype=torch.int32),
+                                                                  "k_unit": "pixels"}}),
+    lambda p: (rewrite_verified(p, {"foo": 1}), drop_record(p.parent.parent)),
+    into_a_directory,
+], ids=["flipped-byte", "no-sha256", "foo", "bare-tensor", "another-seed", "5-K", "foo-no-record",
+        "a-directory"])
+def test_a_damaged_model_file_is_quarantined_and_its_job_run_again(clean_smoot, tmp_path, capsys,
+                                                                   damage):
+    from saliencylab.model_files import load_sgt_model
+
+    run_dir = copy_run(clean_smoot, tmp_path)
+    model_file = run_dir / "artifacts" / "model-smoot-s0.pt"
+    damage(model_file)
+    assert st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny") == run_dir
+    err = capsys.readouterr().err
+    assert f"{model_file} " in err and "computed again" in err
+    assert (run_dir / "corrupt" / "artifacts" / "model-smoot-s0.pt").exists()
+    assert load_sgt_model(model_file)["objective"]["K"].shape == (160,)  # rebuilt, for sgt-analysis
+    assert without_timing(run_dir) == without_timing(clean_smoot)
+
+
+def test_a_record_without_its_model_file_is_not_done(clean_smoot, tmp_path, capsys):
+    run_dir = copy_run(clean_smoot, tmp_path)
+    (run_dir / "artifacts" / "model-smoot-s0.pt").unlink()
+    st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
+    assert "model-smoot-s0.pt, which job smoot-s0 made, is missing" in capsys.readouterr().err
+    assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists()
+    assert without_timing(run_dir) == without_timing(clean_smoot)
+
+
+@pytest.mark.parametrize("damage", [edit_record(seed=1), edit_record(objective="sgt"),
+                                    edit_record(accuracy=float("nan")), edit_record(epochs=5),
+                                    edit_record(**{"auc.gradient.corner": 250.0}),
+                                    edit_record(**{"curves.random": {}})],
+                         ids=["seed", "objective", "nan-accuracy", "epochs", "auc-250", "no-fills"])
+def test_an_edited_sgt_record_is_quarantined_and_recomputed(clean_smoot, tmp_path, capsys, damage):
+    run_dir = copy_run(clean_smoot, tmp_path)
+    damage(run_dir / "jobs" / "smoot-s0.json")
+    st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
+    assert "smoot-s0.json holds an invalid record" in capsys.readouterr().err
+    assert without_timing(run_dir) == without_timing(clean_smoot)
+
+
+def test_a_checkpoint_that_does_not_hold_a_training_state_is_trained_again(tmp_path, capsys):
+    config = tiny_config("objectives=smoot")
+    ds = st.load_data(config, None)
+    checkpoint = tmp_path / "artifacts" / "checkpoint-smoot-s0.pt"
+    checkpoint.parent.mkdir()
+    rewrite_verified(checkpoint, {"model": {}, "history": {"epoch": 1}})
+    _, objective, history = st.train_model(config, ds, "smoot", 0, checkpoint, progress=False)
+    assert history["epoch"] == 1 and objective.K.shape == (160,)
+    assert f"{checkpoint} does not hold what its job makes" in capsys.readouterr().err

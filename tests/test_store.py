@@ -1,13 +1,17 @@
-"""Trust nothing on disk (issue 10 §1, §5, §6, §7): corrupt or foreign job records and artifacts
-are quarantined and recomputed, config.json is never trusted, one process per run directory,
-stale temporaries go, the umask is respected, and a full disk is a one-line error."""
+"""Trust nothing on disk (issue 10 §1, §5, §6, §7; issue 14 D1, D3, D4, C2-C6, U2): corrupt,
+foreign or edited job records and artifacts are quarantined and recomputed, corrupt/ keeps every
+copy, config.json is never trusted, one process per run directory and a lock that is never
+followed, an unwritable run found before any work, stale temporaries go, the umask is
+respected, and a full disk is a one-line error."""
 
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,10 @@ import torch
 from saliencylab import config as cfg
 from saliencylab.errors import UserError
 from saliencylab.protocols import roar
-from saliencylab.store import RunStore, atomic_write, load_verified, save_verified
+from saliencylab.contents import Tensor
+from saliencylab.store import RunStore, atomic_write, load_verified, quarantine, save_verified
+
+from damage import DROP, copy_run, edit_record, into_a_directory, rewrite_verified
 
 TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
         "thresholds=0,50", "methods=random,gradient"]
@@ -36,21 +43,23 @@ def results(run_dir: Path) -> str:
     return (run_dir / "results.csv").read_text()
 
 
-def copy_run(source: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    target = tmp_path / "runs" / source.name
-    shutil.copytree(source, target)
-    return target
-
-
 @pytest.mark.parametrize("damage", [
     lambda p: p.write_bytes(p.read_bytes()[:25]),  # truncated
     lambda p: p.write_bytes(b""),  # emptied
     lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x81"),  # not UTF-8
     lambda p: p.write_text(p.read_text().replace('"accuracy": 0.', '"accuracy": "zero point ')),
     lambda p: p.write_text((p.parent / "random-t50-s0.json").read_text()),  # another job's file
-], ids=["truncated", "empty", "not-utf8", "non-numeric-accuracy", "another-jobs-record"])
+    edit_record(threshold=0.0),  # another job's threshold (the reference's), in its own file
+    edit_record(method="random"),  # another job's method
+    edit_record(accuracy=2.0),
+    edit_record(accuracy=-5.0),
+    edit_record(accuracy=float("nan")),
+    edit_record(precision_0=DROP),
+    edit_record(precision_3="high"),
+    into_a_directory,
+], ids=["truncated", "empty", "not-utf8", "non-numeric-accuracy", "another-jobs-record",
+        "another-jobs-threshold", "another-jobs-method", "accuracy-2", "accuracy-minus-5",
+        "accuracy-nan", "no-precision_0", "text-precision", "a-directory"])
 def test_a_damaged_job_record_is_quarantined_and_recomputed(clean_run, tmp_path, capsys, damage):
     run_dir = copy_run(clean_run, tmp_path)
     victim = run_dir / "jobs" / "gradient-t50-s0.json"
@@ -91,7 +100,16 @@ def flip_bytes_inside_the_archive(path: Path) -> None:
     ("ranking-gradient.pt", lambda p: p.write_bytes(p.read_bytes()[:100])),
     ("ranking-gradient.pt", flip_bytes_inside_the_archive),
     ("base_model.pt", lambda p: p.write_bytes(p.read_bytes()[:100])),
-])
+    # the content replaced, its sha256 rewritten to match (issue 14 C4)
+    ("ranking-gradient.pt", lambda p: rewrite_verified(p, {k: v[:5] for k, v in
+                                                            torch.load(p).items()})),
+    ("ranking-gradient.pt", lambda p: rewrite_verified(p, {k: v + 1000 for k, v in
+                                                            torch.load(p).items()})),
+    ("base_model.pt", lambda p: rewrite_verified(p, {"foo": 1})),
+    ("base_model.pt", lambda p: rewrite_verified(p, torch.zeros(3))),
+    ("ranking-gradient.pt", into_a_directory),
+], ids=["truncated-ranking", "flipped-ranking", "truncated-model", "5-rows", "out-of-range",
+        "foo", "bare-tensor", "a-directory"])
 def test_a_damaged_artifact_is_quarantined_and_recomputed(clean_run, tmp_path, capsys, artifact,
                                                           damage):
     run_dir = copy_run(clean_run, tmp_path)
@@ -100,7 +118,9 @@ def test_a_damaged_artifact_is_quarantined_and_recomputed(clean_run, tmp_path, c
     damage(run_dir / "artifacts" / artifact)
     roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
     err = capsys.readouterr().err
-    assert f"{artifact} does not match its sha256" in err or f"{artifact} cannot be loaded" in err
+    assert any(f"{artifact} {why}" in err for why in ("does not match its sha256", "cannot be loaded",
+                                                       "does not hold what its job makes",
+                                                       "is not a regular file"))
     assert (run_dir / "corrupt" / "artifacts" / artifact).exists()
     assert results(run_dir) == results(clean_run)
 
@@ -119,10 +139,11 @@ def test_an_edited_config_json_is_rewritten_from_the_command_never_used(clean_ru
 
 def test_verified_files_round_trip_and_a_missing_checksum_is_not_trusted(tmp_path, capsys):
     path = tmp_path / "artifacts" / "x.pt"
-    save_verified(path, {"a": torch.arange(3)})
-    assert torch.equal(load_verified(path, tmp_path)["a"], torch.arange(3))
+    spec = {"a": Tensor((3,))}
+    save_verified(path, {"a": torch.arange(3)}, spec)
+    assert torch.equal(load_verified(path, tmp_path, spec)["a"], torch.arange(3))
     path.with_name("x.pt.sha256").unlink()
-    assert load_verified(path, tmp_path) is None
+    assert load_verified(path, tmp_path, spec) is None
     assert "has no readable sha256" in capsys.readouterr().err
     assert not path.exists() and (tmp_path / "corrupt" / "artifacts" / "x.pt").exists()
 
@@ -202,3 +223,118 @@ def test_a_full_disk_is_one_line_naming_the_directory_and_leaves_no_partial_file
     assert "\n" not in message and f"no space left to write model.pt in {tmp_path}" in message
     assert "MiB free" in message
     assert list(tmp_path.iterdir()) == []
+
+
+# issue 14: what is moved aside is kept, the lock is never followed, the run is writable ---------
+def test_a_file_quarantined_twice_keeps_both_copies(clean_run, tmp_path):
+    run_dir = copy_run(clean_run, tmp_path)
+    victim = run_dir / "jobs" / "gradient-t50-s0.json"
+    for text in ("first damage", "second damage"):
+        victim.write_text(text)
+        roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    kept = run_dir / "corrupt" / "jobs"
+    assert {p.name: p.read_text() for p in kept.iterdir()} == {
+        "gradient-t50-s0.json": "first damage", "gradient-t50-s0.json.1": "second damage"}
+    assert results(run_dir) == results(clean_run)
+
+
+def test_an_artifact_and_its_checksum_quarantined_twice_keep_their_pairs(tmp_path, capsys):
+    path = tmp_path / "artifacts" / "x.pt"
+    for n in range(3):
+        save_verified(path, torch.full((2,), n), object)
+        quarantine(path, tmp_path, "was damaged")
+    kept = tmp_path / "corrupt" / "artifacts"
+    for n, suffix in enumerate(("", ".1", ".2")):
+        assert torch.equal(torch.load(kept / f"x.pt{suffix}"), torch.full((2,), n))
+        assert (kept / f"x.pt.sha256{suffix}").exists()
+
+
+def run_dir_of(out: Path, name: str = "held") -> Path:
+    return out / f"{name}-{cfg.config_hash(roar.RoarConfig(device='cpu'))}"
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_a_lock_that_links_elsewhere_is_refused_never_followed_or_truncated(tmp_path, link):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("my precious data, line 1\n")
+    run = run_dir_of(tmp_path / "runs")
+    run.mkdir(parents=True)
+    (run / ".lock").symlink_to(precious) if link == "symlink" else os.link(precious, run / ".lock")
+    with pytest.raises(UserError) as caught:
+        RunStore(tmp_path / "runs", "held", roar.RoarConfig(device="cpu"))
+    message = str(caught.value)
+    assert f"{run / '.lock'} " in message and "never followed or truncated" in message
+    assert ("is a symbolic link" if link == "symlink" else "has 2 hard links") in message
+    assert "precious" not in message and "\n" not in message
+    assert precious.read_text() == "my precious data, line 1\n"
+
+
+def test_a_stale_lock_with_foreign_content_is_taken_over_without_printing_it(tmp_path, capsys):
+    run = run_dir_of(tmp_path)
+    run.mkdir()
+    (run / ".lock").write_text("my precious data, line 1\n")
+    RunStore(tmp_path, "held", roar.RoarConfig(device="cpu")).close()
+    err = capsys.readouterr().err
+    assert "taking over the stale lock" in err and "no saliencylab holder named" in err
+    assert "precious" not in err
+
+
+def test_a_lock_or_a_config_that_is_a_directory_is_named(tmp_path, capsys):
+    run = run_dir_of(tmp_path)
+    (run / ".lock").mkdir(parents=True)
+    with pytest.raises(UserError, match=rf"{run / '.lock'} is a directory, not a lock file"):
+        RunStore(tmp_path, "held", roar.RoarConfig(device="cpu"))
+    (run / ".lock").rmdir()
+    (run / "config.json").mkdir()
+    RunStore(tmp_path, "held", roar.RoarConfig(device="cpu")).close()
+    assert f"{run / 'config.json'} is not a regular file: moved to" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["dataset"] == "mnist"
+    assert (run / "corrupt" / "config.json").is_dir()
+
+
+def test_a_file_where_the_corrupt_folder_should_be_is_one_line(clean_run, tmp_path):
+    run_dir = copy_run(clean_run, tmp_path)
+    (run_dir / "corrupt").write_text("x\n")
+    (run_dir / "jobs" / "gradient-t50-s0.json").write_text("garbage")
+    with pytest.raises(UserError, match=rf"{run_dir / 'corrupt'} is not a directory, where damaged"):
+        roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+
+
+@contextmanager
+def unwritable(folder: Path):
+    """`folder` made unwritable: chattr +i as root (chmod does not stop root), else chmod."""
+    root = os.geteuid() == 0
+    if root and (shutil.which("chattr") is None
+                 or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode):
+        pytest.skip("running as root without a working chattr +i: nothing makes a folder unwritable")
+    if not root:
+        folder.chmod(0o555)
+    try:
+        try:
+            (folder / "probe").write_text("x")
+            (folder / "probe").unlink()
+            pytest.skip(f"{folder} is still writable")
+        except PermissionError:
+            pass
+        yield
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("folder", ["", "jobs", "artifacts"])
+def test_an_unwritable_run_is_found_before_any_work(clean_run, tmp_path, monkeypatch, folder):
+    run_dir = copy_run(clean_run, tmp_path)
+    (run_dir / "jobs" / "gradient-t50-s0.json").unlink()
+    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: pytest.fail("a job ran"))
+    with unwritable(run_dir / folder), pytest.raises(UserError) as caught:
+        roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    assert str(caught.value).startswith(f"cannot write in {run_dir / folder} (")
+
+
+def test_a_directory_where_a_file_is_written_is_one_line_naming_it(tmp_path):
+    (tmp_path / "results.csv").mkdir()
+    with pytest.raises(UserError, match=rf"{tmp_path / 'results.csv'} is a directory, where"):
+        atomic_write(tmp_path / "results.csv", lambda tmp: tmp.write_text("x"))

@@ -9,8 +9,6 @@ test images; the seed also drives every random draw of the methods and the imput
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -21,16 +19,17 @@ import torch
 from .. import data, models
 from ..attribution import MethodOptions
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
+from ..contents import FRACTION, Items, Number
 from ..device import on_device, prepare
 from ..errors import UserError
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..faithfulness import METRIC_GROUPS, Settings, applicable, check_selection, measure
 from ..model_files import load_weights
 from ..removal import auc
-from ..store import RunStore, warn
+from ..store import Layout, RunStore, warn
 from ..training import train
+from . import roar as roar_protocol
 
-SCHEMA = {"seed": int, "accuracy": float, "per_image": dict, "curves": dict, "mprt": dict}
 DEFAULT_METHODS = ("gradient", "integrated_gradients", "guided_backprop", "smoothgrad",
                    "smoothgrad_sq", "vargrad", "deeplift", "gradcam++", "random")
 
@@ -71,6 +70,48 @@ class EvaluateConfig(RunOptions):
         self.attribution.validate()
         self.train.validate()
         self.validate_run_options()
+
+
+def job_key(seed: int) -> str:
+    return f"seed{seed}"
+
+
+# the range of each per-image value: AUCs of accuracy (%) or of a probability over a fraction
+# of the pixels, and Spearman correlations
+RANGES = {"road_morf": (0, 100), "road_lerf": (0, 100), "road_gap": (-100, 100),
+          "deletion": (0, 1), "insertion": (0, 1), "mprt": (-1, 1), "accuracy_drop": (0, 100)}
+
+
+def record_spec(config: EvaluateConfig, seed: int, n_test: int, methods: tuple[str, ...],
+                metrics: tuple[str, ...]) -> dict:
+    """A seed's record: its own seed, the accuracy, and for every metric and every method that
+    apply to the model (`usable`) the per-image values (n_test of them; MPRT's on its first
+    mprt_images), their curves and the MPRT rows, each number finite and within its range."""
+    s = config.settings
+    per_image = {metric: {m: Items(Number(*RANGES[metric]), min(s.mprt_images, n_test)
+                                   if metric == "mprt" else n_test) for m in methods}
+                 for group in metrics for metric in METRIC_GROUPS[group]}
+    percent_curve = lambda percents: Items(Number(0, 100), len(percents))  # noqa: E731
+    curves = {}
+    if "road" in metrics:
+        curves["road"] = {m: {"morf": percent_curve(s.road_percents),
+                              "lerf": percent_curve(s.road_percents)} for m in methods}
+    for kind in ("deletion", "insertion"):
+        if kind in metrics:
+            curves[kind] = {m: Items(Number(0, 1)) for m in methods}
+    if "accuracy_drop" in metrics:
+        curves["accuracy_drop"] = {m: percent_curve(s.drop_percents) for m in methods}
+    layer = {"layer": str, "spearman_abs": Number(-1, 1), "spearman": Number(-1, 1),
+             "ssim": Number(-1, 1)}
+    mprt = ({m: {mode: Items(layer) for mode in ("cascading", "independent")} for m in methods}
+            if "mprt" in metrics else {})
+    return {"seed": seed, "accuracy": FRACTION, "per_image": per_image, "curves": curves,
+            "mprt": mprt}
+
+
+def layout(config: EvaluateConfig, ds, methods: tuple[str, ...], metrics: tuple[str, ...]) -> Layout:
+    return Layout({job_key(s): record_spec(config, s, len(ds.x_test), methods, metrics)
+                   for s in config.seeds})
 
 
 @lru_cache(maxsize=2)
@@ -121,25 +162,30 @@ def evaluate_job(config: EvaluateConfig, seed: int, methods: tuple[str, ...],
                       "curves": result["curves"], "mprt": result["mprt"]})
 
 
-def roar_values(config: EvaluateConfig) -> dict[str, dict[int, float]]:
-    """method -> ROAR seed -> AUC of test accuracy (%) over the removed fraction, read from an
-    existing ROAR run of the same data set and model (its 0% reference included)."""
+def roar_values(config: EvaluateConfig, classes: int) -> dict[str, dict[int, float]]:
+    """method -> ROAR seed -> AUC of test accuracy (%) over the removed fraction, from the
+    verified job records of a finished ROAR run of the same data set and model (its 0%
+    reference included); a one-line UserError, before any work, if there is none."""
+    if not config.roar_run:
+        raise UserError("the roar metric needs roar_run, a finished `saliencylab roar` run of the "
+                        "same data and model: add --set roar_run=DIR, or drop roar from metrics")
     run = Path(config.roar_run)
-    try:
-        theirs = json.loads((run / "config.json").read_text())
-        rows = list(csv.DictReader(open(run / "results.csv")))
-    except (OSError, ValueError) as e:
-        raise UserError(f"roar_run {run} is not a finished ROAR run ({e}): run `saliencylab "
-                        f"roar` first, or drop the roar metric") from None
-    if (theirs.get("dataset"), theirs.get("model")) != (config.dataset, config.model):
-        raise UserError(f"roar_run {run} is for {theirs.get('dataset')}/{theirs.get('model')}, not "
+    theirs = roar_protocol.read_run_config(run)
+    if (theirs.dataset, theirs.model) != (config.dataset, config.model):
+        raise UserError(f"roar_run {run} is for {theirs.dataset}/{theirs.model}, not "
                         f"{config.dataset}/{config.model}: ROAR is read only for the same data and model")
-    reference = {int(r["seed"]): float(r["accuracy"]) for r in rows if r["method"] == "reference"}
+    if theirs.kar:
+        raise UserError(f"roar_run {run} is a KAR run, not a ROAR run: give a run made without --kar")
+    if 0 not in theirs.thresholds:
+        raise UserError(f"roar_run {run} has no 0% reference (its thresholds lack 0): give a ROAR "
+                        f"run whose thresholds include 0")
+    records = roar_protocol.read_finished_run(run, theirs, classes)
+    reference = {r["seed"]: r["accuracy"] for r in records if r["method"] == roar_protocol.REFERENCE}
     values: dict[str, dict[int, float]] = {}
-    for method in {r["method"] for r in rows} - {"reference"}:
+    for method in theirs.methods:
         for seed, accuracy0 in reference.items():
-            points = sorted((float(r["threshold"]), float(r["accuracy"])) for r in rows
-                            if r["method"] == method and int(r["seed"]) == seed)
+            points = sorted((r["threshold"], r["accuracy"]) for r in records
+                            if r["method"] == method and r["seed"] == seed)
             points = [(0.0, accuracy0)] + points
             values.setdefault(method, {})[seed] = auc([t / 100 for t, _ in points],
                                                       [100 * a for _, a in points])
@@ -154,13 +200,14 @@ def run(config: EvaluateConfig, out: str, name: str, data_dir: str | None = None
     config.validate()
     prepare(config)
     started = time.time()
-    methods, metrics, skipped = usable(config, load_data(config, data_dir))
+    ds = load_data(config, data_dir)
+    methods, metrics, skipped = usable(config, ds)
     for what, reason in skipped.items():
         warn(f"{what} is skipped: {reason}")
-    roar = roar_values(config) if "roar" in config.metrics and config.roar_run else {}
-    store = RunStore(out, name, config, SCHEMA)
+    roar = roar_values(config, len(ds.spec.classes)) if "roar" in config.metrics else {}
+    store = RunStore(out, name, config, layout(config, ds, methods, metrics))
     try:
-        jobs = [Job(f"seed{s}", evaluate_job, (config, s, methods, metrics), {"dataset": "dataset"})
+        jobs = [Job(job_key(s), evaluate_job, (config, s, methods, metrics), {"dataset": "dataset"})
                 for s in config.seeds]
         outcome = run_jobs(store, jobs, shared={"dataset": partial(load_data, config, data_dir)},
                            options=options, desc=name,

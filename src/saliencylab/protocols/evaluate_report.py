@@ -82,9 +82,11 @@ def write_report(config, store: RunStore, roar: dict, seconds: float, failed: di
     source = (f"`{config.model}` with the weights in `{config.model_file}`" if config.model_file
               else f"`{config.model}` trained here per seed ({config.train.epochs} epochs)")
     s = config.settings
-    accuracy = mean_std([r["accuracy"] for r in records]) if records else (float("nan"),) * 2
+    accuracy = mean_std([r["accuracy"] for r in records])
+    accuracy_text = (f"test accuracy {100 * accuracy[0]:.2f} ± {100 * accuracy[1]:.2f}%" if records
+                     else "no seed finished")
     text = [f"# Faithfulness of saliency methods: {data.display_name(config.dataset)}\n",
-            f"Model: {source}; test accuracy {100 * accuracy[0]:.2f} ± {100 * accuracy[1]:.2f}%. "
+            f"Model: {source}; {accuracy_text}. "
             f"Seeds {', '.join(map(str, config.seeds))}; {len(config.methods)} methods explain the "
             f"{config.target} class on the first {config.n_test} test images. This invocation "
             f"took {seconds / 60:.1f} min on {describe(config.device)}.\n",

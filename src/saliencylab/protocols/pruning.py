@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 
 from .. import attribution, data, models
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
+from ..contents import FRACTION, Number, Tensor, tensors_like
 from ..device import on_device, prepare
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..metrics import soft_iou
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
                        masked_weights, prune, rewind)
-from ..store import RunStore, load_verified, save_verified
+from ..store import Layout, RunStore, load_verified, save_verified
 from ..training import make_optimizer, predict, train
 
 COLUMNS = ["seed", "level", "density", "accuracy", "accuracy_noisy", "iou"]
@@ -155,7 +156,8 @@ def measure(config: PruneConfig, model, ds, x_noisy, explainer) -> tuple[dict, t
 
 
 # one chain of levels per seed --------------------------------------------------------------
-SCHEMA = {"seed": int, "levels": list}
+def job_key(seed: int) -> str:
+    return f"seed{seed}"
 
 
 def level_name(seed: int, level: int) -> str:
@@ -166,19 +168,57 @@ def rewind_name(seed: int) -> str:
     return f"seed{seed}/rewind.pt"
 
 
-class Checkpoints:
-    """A chain's per-level files in the run directory, when this process can reach it."""
+# what the run's files hold (store.py, contents.py) -------------------------------------------
+def metrics_spec(seed: int, level: int, masks) -> dict:
+    """One level's metrics: its own seed and level, densities and accuracies in [0, 1], the
+    kept weights out of all prunable ones."""
+    total = sum(m.numel() for m in masks.values())
+    return {"seed": seed, "level": level, "density": FRACTION, "accuracy": FRACTION,
+            "accuracy_noisy": FRACTION, "iou": FRACTION,
+            **{column: FRACTION for column in layer_columns(masks)},
+            "kept": Number(0, total, integer=True), "total": total, "seconds": Number(0)}
 
-    def __init__(self, run_dir: str):
+
+def layout(config: PruneConfig, ds) -> Layout:
+    """Per seed: the record (every level's metrics), the rewind state, and one file per level
+    (model state, masks, metrics, example heatmaps and their noisy inputs in [0, 1]), which
+    the record relies on."""
+    with torch.random.fork_rng(devices=[]):
+        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    state, masks = tensors_like(model.state_dict()), full_masks(model)
+    c, h, w = ds.spec.shape
+    n_test = len(ds.x_test)
+    examples = Tensor((min(config.n_examples, config.n_heatmaps or n_test), 1, h, w), (), 0, 1)
+    inputs = Tensor((min(config.n_examples, n_test), c, h, w), (), 0, 1)
+    levels = range(config.levels + 1)
+    records, artifacts, needs = {}, {}, {}
+    for seed in config.seeds:
+        records[job_key(seed)] = {"seed": seed, "levels": [metrics_spec(seed, lv, masks) for lv in levels]}
+        artifacts[rewind_name(seed)] = state
+        artifacts.update({level_name(seed, lv): {
+            "state": state, "mask": tensors_like(masks), "metrics": metrics_spec(seed, lv, masks),
+            "examples": examples, "inputs": inputs} for lv in levels})
+        needs[job_key(seed)] = tuple(level_name(seed, lv) for lv in levels)
+    return Layout(records, artifacts, needs)
+
+
+class Checkpoints:
+    """A chain's per-level files in the run directory, when this process can reach it, each
+    checked against its spec (`layout`)."""
+
+    def __init__(self, run_dir: str, specs: dict):
         self.run_dir = Path(run_dir)
+        self.specs = specs
         self.reachable = (self.run_dir / "artifacts").is_dir()
 
     def load(self, name: str):
-        return load_verified(self.run_dir / "artifacts" / name, self.run_dir) if self.reachable else None
+        if not self.reachable:
+            return None
+        return load_verified(self.run_dir / "artifacts" / name, self.run_dir, self.specs[name])
 
     def save(self, name: str, obj) -> None:
         if self.reachable:
-            save_verified(self.run_dir / "artifacts" / name, obj)
+            save_verified(self.run_dir / "artifacts" / name, obj, self.specs[name])
 
 
 def _clone_state(model) -> dict:
@@ -232,7 +272,7 @@ def chain_job(config: PruneConfig, run_dir: str, seed: int, *, progress: bool, d
                                         max_batch_rows=config.attribution_batch,
                                         cam_layer=config.cam_layer)
     strategy = make_strategy(config.strategy)
-    checkpoints = Checkpoints(run_dir)
+    checkpoints = Checkpoints(run_dir, layout(config, ds).artifacts)
     n_inputs = min(config.n_examples, len(x_noisy))
     levels, previous = {}, None
     rewind_state = checkpoints.load(rewind_name(seed))
@@ -282,7 +322,7 @@ def _cpu(tensors: dict) -> dict:
 
 
 def plan_jobs(config: PruneConfig, store: RunStore) -> list[Job]:
-    return [Job(f"seed{seed}", chain_job, (config, str(store.dir), seed),
+    return [Job(job_key(seed), chain_job, (config, str(store.dir), seed),
                 {"dataset": "dataset", "x_noisy": "x_noisy"}) for seed in config.seeds]
 
 
@@ -301,7 +341,7 @@ def run(config: PruneConfig, out: str, name: str, data_dir: str | None = None,
     load_data(config, data_dir)  # a data problem surfaces here, once, as a UserError
     from .prune_report import write_report
 
-    store = RunStore(out, name, config, SCHEMA)
+    store = RunStore(out, name, config, layout(config, load_data(config, data_dir)))
     try:
         shared = {"dataset": partial(load_data, config, data_dir),
                   "x_noisy": partial(noisy_test, config, data_dir)}

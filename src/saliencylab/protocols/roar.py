@@ -10,6 +10,8 @@ Jobs get the data set and the rankings as shared inputs (loaded once per worker 
 shipped through Ray's object store), and run on the configured device.
 """
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -19,13 +21,16 @@ import torch
 
 from .. import attribution, data, models
 from ..attribution import MethodOptions
-from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
+from ..config import (RunOptions, TrainConfig, check, check_choice, check_count, check_unique,
+                      config_hash, from_dict)
+from ..contents import FRACTION, Tensor, model_state_spec
 from ..device import describe, on_device, prepare
 from ..executor import ExecOptions, Job, run_jobs
 from ..removal import FILLS, fill, rank_pixels, removal_mask
 from ..metrics import mean_std
 from ..report import errorbar_plot, failures_section, fmt_mean_std, markdown_table, write_csv
-from ..store import RunStore, atomic_write_text, load_verified
+from ..errors import UserError
+from ..store import Layout, RunStore, atomic_write_text, load_verified, read_finished
 from ..training import evaluate, predict, train
 
 REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
@@ -84,12 +89,64 @@ def load_data(config: RoarConfig, data_dir: str | None) -> "data.Dataset":
     return data.load_dataset(config.dataset, data_dir).subset(config.n_train, config.n_test)
 
 
-SCHEMA = {"method": str, "threshold": float, "seed": int, "accuracy": float}
+# what the run's files hold (store.py, contents.py) ------------------------------------------
+def record_specs(config: RoarConfig, classes: int) -> dict[str, dict]:
+    """Each job's record: its own method, threshold and seed, and its test accuracy and
+    per-class precision, each in [0, 1]."""
+    return {job_key(m, t, s): {"method": m, "threshold": t, "seed": s, "accuracy": FRACTION,
+                               **{f"precision_{c}": FRACTION for c in range(classes)}}
+            for m, t, s in plan_keys(config)}
 
 
-def load_ranking(run_dir: str, method: str) -> dict:
-    """A cached ranking, verified against its sha256 (computed by `compute_rankings`)."""
-    return load_verified(Path(run_dir) / "artifacts" / ranking_artifact(method), Path(run_dir))
+def layout(config: RoarConfig, ds) -> Layout:
+    """The records, the base model (a state dict that loads into the model, and its accuracy)
+    and one ranking per method: every train and test image's pixel order, [N, H*W]."""
+    pixels = ds.spec.shape[1] * ds.spec.shape[2]
+    ranking = {split: Tensor((len(x), pixels), (torch.int16, torch.int32, torch.int64), 0, pixels - 1)
+               for split, x in (("train", ds.x_train), ("test", ds.x_test))}
+    state = model_state_spec(lambda: models.build_model(config.model, ds.spec.shape,
+                                                        len(ds.spec.classes)))
+    artifacts = {"base_model.pt": {"state": state, "accuracy": FRACTION}}
+    artifacts.update({ranking_artifact(m): ranking for m in config.methods})
+    return Layout(record_specs(config, len(ds.spec.classes)), artifacts)
+
+
+def read_run_config(run_dir: Path) -> RoarConfig:
+    """The config of the ROAR run in `run_dir` (its config.json), or a one-line UserError."""
+    fix = "point roar_run at a directory that `saliencylab roar` made, or drop the roar metric"
+    try:
+        table = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or type(e).__name__
+        raise UserError(f"roar_run {run_dir} is not a ROAR run: its config.json cannot be read "
+                        f"({why}): {fix}") from None
+    if isinstance(table, dict):
+        try:
+            return from_dict(RoarConfig(), table)
+        except UserError:
+            pass
+    raise UserError(f"roar_run {run_dir} is not a ROAR run: its config.json is not a ROAR config: "
+                    f"{fix}")
+
+
+def read_finished_run(run_dir: Path, config: RoarConfig, classes: int) -> list[dict]:
+    """Every job record of the finished ROAR run in `run_dir` (made with `config`), each one
+    checked as the run's own store checks it; a one-line UserError if any is missing or invalid."""
+    kinds = ("cpu", "cuda") if config.device == "auto" else (config.device,)
+    hashes = [config_hash(dataclasses.replace(config, device=kind)) for kind in kinds]
+    run_hash = next((h for h in hashes if run_dir.name.endswith(h)), hashes[0])
+    records, untrusted = read_finished(run_dir, run_hash, Layout(record_specs(config, classes)))
+    if untrusted:
+        key, why = next(iter(untrusted.items()))
+        raise UserError(f"roar_run {run_dir} is not a finished ROAR run: {len(untrusted)} of "
+                        f"{len(untrusted) + len(records)} jobs are missing or invalid ({key}: "
+                        f"{why}): finish it with `saliencylab roar` and the same config")
+    return list(records.values())
+
+
+def load_ranking(run_dir: str, method: str, spec) -> dict:
+    """A cached ranking (computed by `compute_rankings`), verified against its sha256 and `spec`."""
+    return load_verified(Path(run_dir) / "artifacts" / ranking_artifact(method), Path(run_dir), spec)
 
 
 def ranking_artifact(method: str) -> str:
@@ -160,18 +217,24 @@ def compute_rankings(config: RoarConfig, ds, model, store: RunStore) -> None:
         store.save_tensor(name, ranking)
 
 
-def plan_jobs(config: RoarConfig) -> list[Job]:
+def plan_keys(config: RoarConfig) -> list[tuple[str, float, int]]:
+    """(method, threshold, seed) of every job: the 0% references, then each method's."""
     keys = [(REFERENCE, 0.0, s) for s in config.seeds if 0 in config.thresholds]
-    keys += [(m, t, s) for m in config.methods for t in config.thresholds if t > 0
-             for s in config.seeds]
+    return keys + [(m, t, s) for m in config.methods for t in config.thresholds if t > 0
+                   for s in config.seeds]
+
+
+def plan_jobs(config: RoarConfig) -> list[Job]:
     return [Job(job_key(m, t, s), roar_job, (config, m, t, s),
                 {"dataset": "dataset"} if m == REFERENCE else
-                {"dataset": "dataset", "ranking": f"ranking-{m}"}) for m, t, s in keys]
+                {"dataset": "dataset", "ranking": f"ranking-{m}"}) for m, t, s in plan_keys(config)]
 
 
 def shared_inputs(config: RoarConfig, store: RunStore, data_dir: str | None) -> dict:
     inputs = {"dataset": partial(load_data, config, data_dir)}
-    inputs.update({f"ranking-{m}": partial(load_ranking, str(store.dir), m) for m in config.methods})
+    inputs.update({f"ranking-{m}": partial(load_ranking, str(store.dir), m,
+                                           store.layout.artifact(ranking_artifact(m)))
+                   for m in config.methods})
     return inputs
 
 
@@ -182,7 +245,7 @@ def run(config: RoarConfig, out: str, name: str, data_dir: str | None = None,
     device = prepare(config)
     started = time.time()
     ds = load_data(config, data_dir)
-    store = RunStore(out, name, config, SCHEMA)
+    store = RunStore(out, name, config, layout(config, ds))
     try:
         model, base_accuracy = base_model(config, on_device(ds, device), store)
         compute_rankings(config, on_device(ds, device), model, store)

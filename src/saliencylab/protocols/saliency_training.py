@@ -23,16 +23,16 @@ from .. import attribution, data, models
 from ..attribution import MethodOptions
 from ..config import (RunOptions, TrainConfig, check, check_choice, check_count, check_unique,
                       to_dict)
+from ..contents import FRACTION, Either, Items, Number, Tensor, model_state_spec, tensors_like
 from ..device import on_device, prepare
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..objectives import OBJECTIVES, ObjectiveConfig, k_stats_of, make_objective
 from ..removal import FILLS
-from ..store import RunStore, load_verified, save_verified
+from ..store import Layout, RunStore, load_verified, save_verified
 from ..training import evaluate, lr_at, make_optimizer, train
 from ..vit import VitConfig, build_deit
 
 PROTOCOL = "sgt"
-SCHEMA = {"objective": str, "seed": int, "accuracy": float, "curves": dict, "epochs": int}
 
 # The SGT authors' evaluation (Scripts/maskedAcc_MNIST.py line 126, Helper.py lines 132-176):
 # Captum Grad, SmoothGrad² (NoiseTunnel defaults: 5 samples, stdev 1.0), IG and DeepLift
@@ -161,6 +161,65 @@ def pixels_of(spec) -> int:
     return spec.shape[1] * spec.shape[2]
 
 
+def train_size(config: SaliencyTrainingConfig, ds) -> int:
+    """The images a model trains on: all training images, less the validation split."""
+    return len(ds.x_train) - (config.val_size if config.select == "best-val" else 0)
+
+
+# what the run's files hold (store.py, contents.py) -------------------------------------------
+def record_spec(config: SaliencyTrainingConfig, name: str, seed: int, n_test: int, pixels: int) -> dict:
+    """A job's record: its own objective and seed, every epoch trained, K within the image
+    (NaN for Traditional), and per method and fill the drop curve and its AUCs in [0, 100]."""
+    e, epochs = config.eval, config.train.epochs
+    k = Number(0, pixels, nan=name == "traditional")
+
+    def by_fill(spec):
+        return {m: {f: spec for f in e.fills} for m in e.methods}
+
+    return {"objective": name, "seed": seed, "epochs": epochs,
+            "selected_epoch": Number(0, epochs, integer=True), "train_seconds": Number(0),
+            "n_test": n_test, "k_min": k, "k_median": k, "k_max": k,
+            "k_median_per_epoch": Items(k, epochs),
+            "val_accuracy": Items(FRACTION, epochs if config.select == "best-val" else 0),
+            "accuracy": FRACTION, "curves": by_fill(Items(Number(0, 100), len(e.percents))),
+            "auc": by_fill(Number(0, 100)), "auc_0_90": by_fill(Number(0, 100))}
+
+
+def file_specs(config: SaliencyTrainingConfig, spec, n_train: int, name: str, seed: int,
+               state: dict | None = None) -> tuple[dict, dict]:
+    """The specs of job (name, seed)'s model file and of its checkpoint: the state dict of the
+    model (`state`, or one built here), SMOOT's K of each of the n_train images within its
+    bounds, the history of the epochs trained."""
+    pixels, epochs = pixels_of(spec), config.train.epochs
+    state = state or model_state_spec(lambda: build_model(config, spec, pretrained=False))
+    objective = make_objective(name, config.objective, n_train, len(spec.classes), pixels)
+    learned = ({"K": Tensor((n_train,), (torch.int32,), objective.k_min, objective.k_max),
+                "k_unit": config.objective.k_unit} if name == "smoot" else {})
+    k = Number(0, pixels, nan=name == "traditional")
+    history = {"epoch": epochs, "k_median": Items(k, epochs),
+               "val_accuracy": Items(FRACTION, epochs if config.select == "best-val" else 0),
+               "seconds": Number(0), "selected_epoch": Number(0, epochs, integer=True)}
+    model_file = {"model": state, "objective": learned, "history": history, "config": dict,
+                  "objective_name": name, "seed": seed}
+    so_far = {**history, "epoch": Number(1, epochs, integer=True), "k_median": Items(k),
+              "val_accuracy": Items(FRACTION)}
+    checkpoint = {"model": state, "optimizer": {"state": dict, "param_groups": list},
+                  "objective": learned, "history": so_far,
+                  "best": Either(None, {"model": state, "objective": learned})}
+    return model_file, checkpoint
+
+
+def layout(config: SaliencyTrainingConfig, ds) -> Layout:
+    """The records, and each job's model file, which its record relies on."""
+    state = model_state_spec(lambda: build_model(config, ds.spec, pretrained=False))
+    jobs = [(o, s) for o in config.objectives for s in config.seeds]
+    return Layout(
+        {job_key(o, s): record_spec(config, o, s, len(ds.x_test), pixels_of(ds.spec)) for o, s in jobs},
+        {model_artifact(o, s): file_specs(config, ds.spec, train_size(config, ds), o, s, state)[0]
+         for o, s in jobs},
+        {job_key(o, s): (model_artifact(o, s),) for o, s in jobs})
+
+
 # training ------------------------------------------------------------------------------------
 def train_model(config: SaliencyTrainingConfig, ds, name: str, seed: int,
                 checkpoint: Path | None = None, progress: bool = True):
@@ -180,7 +239,9 @@ def train_model(config: SaliencyTrainingConfig, ds, name: str, seed: int,
     history = {"epoch": 0, "k_median": [], "val_accuracy": [], "seconds": 0.0,
                "selected_epoch": 0}
     best = None
-    state = load_verified(checkpoint, checkpoint.parent.parent) if checkpoint else None
+    checkpoint_spec = file_specs(config, ds.spec, len(x), name, seed,
+                                 tensors_like(model.state_dict()))[1]
+    state = load_verified(checkpoint, checkpoint.parent.parent, checkpoint_spec) if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -209,7 +270,7 @@ def train_model(config: SaliencyTrainingConfig, ds, name: str, seed: int,
         if checkpoint is not None:
             save_verified(checkpoint, {"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                                        "objective": objective.state_dict(), "history": history,
-                                       "best": best})
+                                       "best": best}, checkpoint_spec)
     if best is not None:
         model.load_state_dict(best["model"])
         objective.load_state_dict(best["objective"])
@@ -230,10 +291,11 @@ def sgt_job(config: SaliencyTrainingConfig, run_dir: str, name: str, seed: int, 
     ds = on_device(dataset, device)
     artifacts = Path(run_dir) / "artifacts"
     reachable = artifacts.is_dir()
-    state = load_verified(artifacts / model_artifact(name, seed), Path(run_dir)) if reachable else None
+    spec = file_specs(config, ds.spec, train_size(config, ds), name, seed)[0]
+    state = load_verified(artifacts / model_artifact(name, seed), Path(run_dir), spec) if reachable else None
     if state is not None:  # trained before the run was stopped during the evaluation
         model = load_model(config, ds.spec, state).to(device)
-        objective = make_objective(name, config.objective, len(split_validation(config, ds)[0]),
+        objective = make_objective(name, config.objective, train_size(config, ds),
                                    len(ds.spec.classes), pixels_of(ds.spec))
         objective.load_state_dict(state["objective"])
         history = state["history"]
@@ -244,7 +306,7 @@ def sgt_job(config: SaliencyTrainingConfig, run_dir: str, name: str, seed: int, 
                  "history": history, "config": to_dict(config), "objective_name": name,
                  "seed": seed}
         if reachable:
-            save_verified(artifacts / model_artifact(name, seed), state)
+            save_verified(artifacts / model_artifact(name, seed), state, spec)
             checkpoint.unlink(missing_ok=True)  # the model file (with its K) supersedes it
             checkpoint.with_name(checkpoint.name + ".sha256").unlink(missing_ok=True)
     record = {"objective": name, "seed": seed, "epochs": history["epoch"],
@@ -282,7 +344,7 @@ def run(config: SaliencyTrainingConfig, out: str, name: str, data_dir: str | Non
     prepare(config)
     started = time.time()
     load_data(config, data_dir)  # fail early on missing data
-    store = RunStore(out, name, config, SCHEMA)
+    store = RunStore(out, name, config, layout(config, load_data(config, data_dir)))
     try:
         outcome = run_jobs(store, plan_jobs(config, store),
                            shared={"dataset": partial(load_data, config, data_dir)},

@@ -13,7 +13,7 @@ from ..metrics import mean_std
 from ..removal import count_removed
 from ..report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
 from ..store import RunStore, atomic_write_text
-from .saliency_training import load_model, model_artifact, pixels_of
+from .saliency_training import load_model, model_artifact, pixels_of, train_size
 from .sgt_eval import method_maps
 
 LABELS = {"traditional": "Traditional", "sgt": "SGT", "smoot": "SMOOT"}
@@ -85,7 +85,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
     per_method = [[m] + [aucs(n, "auc", m, fill) for n in present] for m in e.methods]
     epochs = sorted({r["epochs"] for r in records})
     minutes = sum(r["train_seconds"] for r in records) / 60
-    n_train = len(ds.x_train) - (config.val_size if config.select == "best-val" else 0)
+    n_train = train_size(config, ds)
     lo, hi = config.eval.percents[0], config.eval.percents[-1]
     text = [
         f"# Saliency-guided training: {data.display_name(config.dataset)}, {config.model}\n",
