@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from . import __version__, data
 from . import config as cfg
-from . import data
 from .errors import UserError
 from .executor import EXECUTORS, options_from
 from .store import read_failures
@@ -161,11 +161,17 @@ def _common_options(parser: argparse.ArgumentParser, protocol: str, default_pres
                         help="print the resolved config (every settable key) and exit")
 
 
+def _help(text: str) -> str:
+    """`text` as an argparse help string, which argparse %-formats: a literal % is doubled."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliencylab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"saliencylab {__version__}")
     sub = parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.description, description=command.description)
+        p = sub.add_parser(name, help=_help(command.description), description=command.description)
         _common_options(p, name, command.preset)
         for shortcut in command.shortcuts:
             if shortcut.boolean:
@@ -173,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 p.add_argument(shortcut.flag, help=shortcut.help)
     for name, tool in TOOLS.items():
-        tool.add_arguments(sub.add_parser(name, help=tool.description, description=tool.description))
+        tool.add_arguments(sub.add_parser(name, help=_help(tool.description),
+                                          description=tool.description))
     return parser
 
 
