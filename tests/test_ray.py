@@ -77,7 +77,7 @@ def test_an_interrupted_ray_driver_resumes_and_skips_the_finished_jobs(tmp_path)
     assert 1 <= finished
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert f"resuming: {finished} of 6 jobs already finished" in result.stdout
+    assert f"resuming: {finished} of 6 jobs already finished" in result.stderr
     assert len(list(tmp_path.glob("*/jobs/*.json"))) == 6
 
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from . import __version__, data
+from . import __version__, data, progress
 from . import config as cfg
 from .errors import UserError
 from .executor import EXECUTORS, options_from
@@ -200,6 +200,7 @@ def resolve_config(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.log_to_stderr()
     try:
         if args.protocol in TOOLS:
             return TOOLS[args.protocol].handle(args)
@@ -223,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def failed_status(run_dir) -> int:
-    """3 (and one line per job on stderr) if jobs failed in this invocation, else 0."""
+    """3 (and one line naming them) if jobs failed in this invocation, else 0; each one's
+    reason was printed when it failed."""
     failed = read_failures(run_dir)
-    for key, reason in sorted(failed.items()):
-        print(f"saliencylab: job {key} failed: {reason}", file=sys.stderr)
     if failed:
-        print(f"saliencylab: {len(failed)} job(s) failed and stored no result; fix the cause "
-              f"and run the same command again", file=sys.stderr)
+        print(f"saliencylab: {len(failed)} job(s) failed and stored no result "
+              f"({', '.join(sorted(failed))}; the reasons are above and in the report): fix "
+              f"the cause and run the same command again", file=sys.stderr)
     return 3 if failed else 0
 
 

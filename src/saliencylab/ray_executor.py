@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 
-from tqdm.auto import tqdm
-
+from . import progress
 from .errors import UserError
 from .executor import ExecOptions, Job, JobOutput, execute, one_line
 
@@ -75,5 +74,5 @@ def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> N
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
-        tqdm.write(f"\nsaliencylab: interrupted; cancelled {len(pending)} Ray task(s)")
+        progress.error(f"interrupted; cancelled {len(pending)} Ray task(s)")
         raise
