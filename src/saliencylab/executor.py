@@ -292,6 +292,7 @@ def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, running: dict) ->
     try:
         for future in cf.as_completed(running):
             _store(driver, running[future], future)  # a job lost with its worker resumes later
+        pool.shutdown(wait=True)  # the idle workers exit now, not while Python exits
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
