@@ -144,9 +144,16 @@ TOOLS = {
 
 
 def _options(config, args):
+    """The run's executor options; Ray is joined (or started) here, so that an unreachable
+    cluster is one line before any run directory exists."""
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    return options_from(config, args.executor, args.workers, args.ray_address)
+    options = options_from(config, args.executor, args.workers, args.ray_address)
+    if options.executor == "ray":
+        from .ray_cluster import connect
+
+        connect(options.ray_address)
+    return options
 
 
 def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
