@@ -1,5 +1,8 @@
-"""A `--model` that calls sys.exit (issue 14 C11): one line and exit 2, never a silent exit with
-its status; and a job raising SystemExit fails as a job, the others kept."""
+"""Your `--model` file is code that runs (issue 14 U7, C11): the README says so; one that calls
+sys.exit is one line and exit 2, never a silent exit with its status; and a job raising
+SystemExit fails as a job, the others kept."""
+
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +42,18 @@ def test_a_model_file_exiting_on_import_is_caught_by_show_config_too(capsys, tmp
     (tmp_path / "mine.py").write_text("import sys\nsys.exit(5)\n")
     fails(capsys, evaluate_argv(tmp_path, f"{tmp_path / 'mine.py'}:build") + ["--show-config"],
           "called sys.exit(5)")
+
+
+def test_the_readme_says_that_model_executes_the_file_and_it_does(capsys, tmp_path):
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    assert ("`--model` **executes that file**: it is imported, its top-level code run, when the "
+            "config is validated (`--show-config` too), and again in every worker process") in readme
+    marker = tmp_path / "ran"
+    (tmp_path / "mine.py").write_text(f"open({str(marker)!r}, 'a').write('x')\n"
+                                      "def build():\n    raise NotImplementedError\n")
+    assert cli.main(evaluate_argv(tmp_path, f"{tmp_path / 'mine.py'}:build")
+                    + ["--show-config"]) == 0
+    assert marker.read_text() == "x"  # run once, at validation
 
 
 def exits(x: int, *, progress: bool) -> dict:
