@@ -43,3 +43,17 @@ def test_the_version_is_written_in_one_place():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "saliencylab.__version__"}
+
+
+def test_make_demo_runs_every_faithfulness_test_offline():
+    """`make demo` is the run that shows what the tool is for (issue 14, 4): every metric of
+    several methods against the random baseline, on the digits that ship with scikit-learn."""
+    from saliencylab import config as cfg
+    from saliencylab.protocols.evaluate import EvaluateConfig
+
+    makefile = (ROOT / "Makefile").read_text()
+    command = makefile.split("\ndemo: setup\n\t", 1)[1].splitlines()[0].split()
+    assert command[:2] == ["$(VENV)/bin/saliencylab", "evaluate"] and command[2] == "--preset"
+    preset = cfg.load_preset("evaluate", command[3], EvaluateConfig())
+    assert preset.dataset == "digits" and "random" in preset.methods and len(preset.methods) > 2
+    assert {"road", "deletion", "mprt"} <= set(preset.metrics)
