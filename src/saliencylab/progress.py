@@ -62,7 +62,7 @@ def warn(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """One line about a failure that does not stop the run: `saliencylab: ...`."""
+    """One line about a failed job or an interruption: `saliencylab: ...`."""
     logger.error(message)
 
 
