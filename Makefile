@@ -1,5 +1,6 @@
 # Two entry points, both of which set everything up first on a fresh machine:
-#   make demo   a quick ROAR run on scikit-learn digits (offline), printing its results table
+#   make demo   every faithfulness test of every method on scikit-learn digits (offline, ~30 s),
+#               printing its report
 #   make test   the test suite (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/saliencylab roar --preset roar-quick
+	$(VENV)/bin/saliencylab evaluate --preset evaluate-quick
 
 test: setup
 	$(PY) -m pytest

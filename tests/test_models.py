@@ -64,6 +64,10 @@ def broken(shape, classes):
     return 1 / 0
 
 
+def with_sys_exit(shape, classes):
+    raise SystemExit(7)
+
+
 with_batchnorm = lambda shape, classes: nn.Sequential(  # noqa: E731
     nn.Flatten(), nn.Linear(shape[1] * shape[2], classes), nn.BatchNorm1d(classes))
 
@@ -133,11 +137,21 @@ def test_batchnorm_models_pass_the_output_check_and_keep_their_mode(user_module)
     ("wrong_classes", r"gives \(2, 3\) for 2 images, expected logits \(2, 10\)"),
     ("wrong_input", r"fails on a batch of shape \[2, 1, 8, 8\] \(RuntimeError: "),
     ("broken", r"raised ZeroDivisionError: division by zero \(.*user_models_.*\.py:\d+\)"),
-    ("NOT_CALLABLE", r"\.NOT_CALLABLE is a int, not a function"),
+    ("NOT_CALLABLE", r": NOT_CALLABLE in user_models_\d+ is an int, not a function"),
+    ("with_sys_exit", r"called sys\.exit\(7\) instead of returning a torch\.nn\.Module"),
+    ("sys:exit", r"'sys:exit' called sys\.exit\(None\) instead of returning"),
     ("missing", r"has no function 'missing' \(it has: .*with_shape"),
 ])
 def test_each_wrong_function_gets_one_line(user_module, function, message):
-    assert re.search(message, one_line_error(f"{user_module}:{function}"))
+    spec = function if ":" in function else f"{user_module}:{function}"
+    assert re.search(message, one_line_error(spec))
+
+
+def test_a_model_file_that_exits_on_import_is_one_line(tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(5)\n")
+    with pytest.raises(UserError, match=r"importing .*quits\.py called sys\.exit\(5\): a model "
+                                        r"file must define the function, not exit"):
+        models.check_model(f"{tmp_path / 'quits.py'}:build")
 
 
 def test_a_python_file_is_loaded_once_with_its_folder_importable(tmp_path):

@@ -77,14 +77,80 @@ def test_an_interrupted_ray_driver_resumes_and_skips_the_finished_jobs(tmp_path)
     assert 1 <= finished
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert f"resuming: {finished} of 6 jobs already finished" in result.stdout
+    assert f"resuming: {finished} of 6 jobs already finished" in result.stderr
     assert len(list(tmp_path.glob("*/jobs/*.json"))) == 6
 
 
 def test_asking_for_ray_without_it_names_the_extra(monkeypatch):
-    import saliencylab.ray_executor as ray_executor
+    from saliencylab import ray_cluster
     from saliencylab.errors import UserError
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserError, match=r"needs Ray: pip install 'saliencylab\[ray\]'"):
-        ray_executor.connect(RAY)
+        ray_cluster.connect(None)
+
+
+def test_an_unreachable_cluster_is_one_line_in_seconds_and_leaves_no_run_directory(tmp_path):
+    from test_evaluate import TINY
+
+    command = [sys.executable, "-m", "saliencylab.cli", "evaluate", "--preset", "evaluate-quick",
+               "--executor", "ray", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "runs")]
+    started = time.time()
+    result = subprocess.run(command + [a for s in TINY for a in ("--set", s)], capture_output=True,
+                            text=True, timeout=60)  # it once retried for many minutes
+    assert result.returncode == 2 and time.time() - started < 30
+    assert result.stderr.strip().splitlines() == [
+        "saliencylab: error: cannot reach the Ray cluster at 127.0.0.1:1 (Connection refused); "
+        "start it with `ray start --head`, or fix --ray-address"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_ray_address_that_is_not_host_port_is_one_line():
+    from saliencylab import ray_cluster
+    from saliencylab.errors import UserError
+
+    with pytest.raises(UserError, match=r"--ray-address 'head-node' is not host:port"):
+        ray_cluster.probe("head-node")
+
+
+def test_rays_own_lines_carry_no_colour_codes_in_a_log(monkeypatch):
+    from saliencylab import ray_cluster
+
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    ray_cluster.connect(None)  # stderr is not a terminal here
+    assert os.environ["RAY_COLOR_PREFIX"] == "0"  # ray/_private/worker.py prints "(raylet)" plain
+
+
+DRIVER = """
+import time
+from saliencylab.ray_cluster import connect
+connect(None)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_local_ray_of_a_killed_driver_dies_with_it():
+    from saliencylab.ray_cluster import _ray_descendants
+
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    assert driver.stdout.readline().strip() == "ready"
+    ray_processes = _ray_descendants(driver.pid)
+    assert len(ray_processes) >= 3  # gcs_server, raylet, its agents, ...
+    driver.kill()
+    driver.wait()
+
+    def alive(target: str) -> bool:
+        pid, start = target.split(":")
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        return fields[19] == start and fields[0] != "Z"
+
+    deadline = time.time() + 15  # Ray's agents alone took 66-120 s
+    while any(map(alive, ray_processes)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, ray_processes)), "Ray processes outlived their driver"

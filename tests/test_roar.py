@@ -104,7 +104,7 @@ def test_kill_9_loses_no_finished_job(tmp_path):
         json.loads(text)  # whole files only
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f"resuming: {len(finished)} of 6 jobs already finished" in result.stdout
+    assert f"resuming: {len(finished)} of 6 jobs already finished" in result.stderr
     run_dir = next(out.iterdir())
     for name, text in finished.items():
         assert (run_dir / "jobs" / name).read_text() == text

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from . import __version__, data, progress
 from . import config as cfg
-from . import data
 from .errors import UserError
 from .executor import EXECUTORS, options_from
 from .store import read_failures
@@ -60,6 +60,20 @@ COMMANDS = {
                                   "state_dict), loaded with weights_only=True"))),
 }
 
+def integer(text: str) -> int:
+    """argparse type: an int written in ASCII digits (int() alone reads '٣' as 3)."""
+    if not text.isascii():
+        raise ValueError(text)
+    return int(text)
+
+
+def number(text: str) -> float:
+    """argparse type: a float written in ASCII."""
+    if not text.isascii():
+        raise ValueError(text)
+    return float(text)
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Where the work runs: shared by the protocols and `train`."""
     parser.add_argument("--data-dir", default=None,
@@ -71,7 +85,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="auto (default: the first GPU if present, else the CPU), cpu, cuda "
                              "or cuda:N; the config key `device`")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=integer, default=os.cpu_count() or 1,
                         help="parallel worker processes for independent jobs (default: one per "
                              "core); with a CUDA device they share the GPU")
     parser.add_argument("--executor", default="local", choices=EXECUTORS,
@@ -87,8 +101,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(data.DATASETS)}")
     p.add_argument("--preset", default=None, help="sgt preset to start from (default "
                    "smoot-DATASET if it exists, else smoot-quick)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--seed", type=integer, default=0)
+    p.add_argument("--epochs", type=integer, default=None, help="override train.epochs")
     p.add_argument("--precision", default=None, help="fp32 | bf16 (autocast, CPU or CUDA)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of the sgt protocol (repeatable)")
@@ -109,9 +123,10 @@ def _analysis_arguments(p: argparse.ArgumentParser) -> None:
                         "(RUN/artifacts/model-OBJECTIVE-sSEED.pt)")
     p.add_argument("--percents", default="0,10,20,30,40,50,60,70,80,90",
                    help="masking percentages (default 0,10,...,90)")
-    p.add_argument("--n-test", type=int, default=None, help="use only the first n test images")
-    p.add_argument("--tolerance", type=float, default=0.0,
-                   help="a rise/fall must exceed this confidence difference (default 0)")
+    p.add_argument("--n-test", type=integer, default=None, help="use only the first n test images")
+    p.add_argument("--tolerance", type=number, default=0.0,
+                   help="a rise/fall must exceed this confidence difference, in [0, 1) "
+                        "(default 0)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", default=None, help="folder for curves.csv and the plot "
@@ -144,9 +159,21 @@ TOOLS = {
 
 
 def _options(config, args):
+    """The run's executor options; Ray is joined (or started) here, so that an unreachable
+    cluster is one line before any run directory exists."""
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    return options_from(config, args.executor, args.workers, args.ray_address)
+    options = options_from(config, args.executor, args.workers, args.ray_address)
+    cores = os.cpu_count() or 1
+    if options.executor == "local" and options.threads_per_job > cores:
+        progress.warn(f"threads_per_job={options.threads_per_job} is more than this machine's "
+                      f"{cores} cores: each job runs slower, not faster (the run goes on; "
+                      f"--set threads_per_job={cores} or fewer)")
+    if options.executor == "ray":
+        from .ray_cluster import connect
+
+        connect(options.ray_address)
+    return options
 
 
 def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
@@ -161,11 +188,17 @@ def _common_options(parser: argparse.ArgumentParser, protocol: str, default_pres
                         help="print the resolved config (every settable key) and exit")
 
 
+def _help(text: str) -> str:
+    """`text` as an argparse help string, which argparse %-formats: a literal % is doubled."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliencylab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"saliencylab {__version__}")
     sub = parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.description, description=command.description)
+        p = sub.add_parser(name, help=_help(command.description), description=command.description)
         _common_options(p, name, command.preset)
         for shortcut in command.shortcuts:
             if shortcut.boolean:
@@ -173,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 p.add_argument(shortcut.flag, help=shortcut.help)
     for name, tool in TOOLS.items():
-        tool.add_arguments(sub.add_parser(name, help=tool.description, description=tool.description))
+        tool.add_arguments(sub.add_parser(name, help=_help(tool.description),
+                                          description=tool.description))
     return parser
 
 
@@ -193,6 +227,7 @@ def resolve_config(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.log_to_stderr()
     try:
         if args.protocol in TOOLS:
             return TOOLS[args.protocol].handle(args)
@@ -216,13 +251,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def failed_status(run_dir) -> int:
-    """3 (and one line per job on stderr) if jobs failed in this invocation, else 0."""
+    """3 (and one line naming them) if jobs failed in this invocation, else 0; each one's
+    reason was printed when it failed."""
     failed = read_failures(run_dir)
-    for key, reason in sorted(failed.items()):
-        print(f"saliencylab: job {key} failed: {reason}", file=sys.stderr)
     if failed:
-        print(f"saliencylab: {len(failed)} job(s) failed and stored no result; fix the cause "
-              f"and run the same command again", file=sys.stderr)
+        print(f"saliencylab: {len(failed)} job(s) failed and stored no result "
+              f"({', '.join(sorted(failed))}; the reasons are above and in the report): fix "
+              f"the cause and run the same command again", file=sys.stderr)
     return 3 if failed else 0
 
 

@@ -2,9 +2,14 @@
 
 Habit from open_lth: one frozen dataclass per concern, and a hash of the whole config names
 the run directory, so the same config always resumes the same run.
+
+Values are parsed strictly: numbers in ASCII digits (`int("٣")` would be 3), finite, and every
+seed (a key named `seed`, `seeds` or `*_seed`) in SEED_RANGE, which torch.manual_seed, numpy's
+generators and the derived seeds of the protocols (seed x 100003 + epoch) all accept.
 """
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -14,6 +19,10 @@ import typing
 from importlib import resources
 
 from .errors import UserError
+
+
+MAX_EPOCHS = 10_000  # a bound against typos: 1000000000 epochs once had an ETA of 43,024 h
+SEED_RANGE = (0, 2**32 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +40,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
 
     def validate(self) -> None:
-        check(self.epochs >= 0, "train.epochs must be >= 0")
+        check(0 <= self.epochs <= MAX_EPOCHS, f"train.epochs must lie in [0, {MAX_EPOCHS}] (the "
+              f"longest preset trains 100), got {self.epochs}")
         check(self.batch_size >= 1, "train.batch_size must be >= 1")
         check(self.optimizer in ("sgd", "adadelta"), "train.optimizer must be sgd or adadelta")
         check(self.lr > 0, "train.lr must be > 0")
@@ -139,6 +149,8 @@ def _parse(text: str, kind, key: str):
         if text.lower() in ("false", "0", "no", "off"):
             return False
         raise ValueError
+    if kind in (int, float) and not text.isascii():
+        raise ValueError  # int() and float() take other scripts' digits: '٣' is 3
     return _finite(kind(text))
 
 
@@ -174,16 +186,39 @@ def _coerce(value, kind, key: str):
     return _finite(value)
 
 
+def _is_seed(key: str) -> bool:
+    name = key.rpartition(".")[2]
+    return name in ("seed", "seeds") or name.endswith("_seed")
+
+
+def _check_seeds(key: str, parsed) -> None:
+    low, high = SEED_RANGE
+    for seed in parsed if isinstance(parsed, tuple) else (parsed,):
+        check(low <= seed <= high, f"{key} must lie in [{low}, {high}] (seeds that torch and "
+              f"numpy both accept), got {seed}")
+
+
+def _unknown_key(key: str, paths) -> UserError:
+    """The closest valid keys, by spelling and by last part (`epochs` -> `train.epochs`)."""
+    last = key.rpartition(".")[2]
+    close = difflib.get_close_matches(key, paths, n=3, cutoff=0.8)
+    close += [p for p in sorted(paths) if p.rpartition(".")[2] == last and p not in close]
+    hint = f": did you mean {' or '.join(close[:3])}?" if close else ""
+    return UserError(f"unknown config key {key!r}{hint} (`--show-config` lists every key)")
+
+
 def override(config, key: str, value):
     """Return a copy of `config` with dotted `key` set to `value` (a string or a TOML value)."""
     paths = field_paths(config)
     if key not in paths:
-        raise UserError(f"unknown config key {key!r}: valid keys are {', '.join(sorted(paths))}")
+        raise _unknown_key(key, paths)
     try:
         parsed = _coerce(value, paths[key], key)
     except (ValueError, TypeError) as e:
         expected = NOT_FINITE if str(e) == NOT_FINITE else _type_name(paths[key])
         raise UserError(f"invalid value {value!r} for {key}: expected {expected}") from None
+    if _is_seed(key) and parsed is not None:
+        _check_seeds(key, parsed)
     head, _, rest = key.partition(".")
     if rest:  # the nested call parses the raw value again (a parsed tuple is not a string)
         return dataclasses.replace(config, **{head: override(getattr(config, head), rest, value)})

@@ -22,7 +22,6 @@ import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -30,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
+from . import progress
 from .errors import UserError
 from .store import RunStore
 
@@ -78,6 +77,9 @@ def options_from(config, executor: str = "local", workers: int = 1,
     return ExecOptions(executor=executor, workers=workers, ray_address=ray_address,
                        threads_per_job=config.threads_per_job, cpus_per_job=config.cpus_per_job,
                        gpus_per_job=config.gpus_per_job, max_retries=config.max_retries)
+
+
+JOB_ERRORS = (Exception, SystemExit)  # what fails one job: SystemExit too (a user model's sys.exit)
 
 
 def one_line(error: BaseException) -> str:
@@ -137,6 +139,8 @@ def _orphan_guard(parent: int) -> None:
 def _init_worker(parent: int) -> None:
     _orphan_guard(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C stops
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _QuietSpawnProcess
+    progress.log_to_stderr()
 
 
 # the driver ---------------------------------------------------------------------------------
@@ -146,19 +150,19 @@ class Driver:
     def __init__(self, store: RunStore, total: int, skipped: int, describe, desc: str):
         self.store, self.describe = store, describe
         self.outcome = RunOutcome(skipped=skipped)
-        self.bar = tqdm(total=total, initial=skipped, desc=desc, unit="job", dynamic_ncols=True)
+        self.bar = progress.Progress(desc, total, initial=skipped, unit="job", leave=True)
 
     def finish(self, job: Job, output: JobOutput) -> None:
         for name, obj in output.artifacts.items():
             self.store.save_tensor(name, obj)
         self.store.save_job(job.key, output.record)
         self.outcome.finished += 1
-        tqdm.write(f"{job.key}: {self.describe(output.record)}")
+        progress.info(f"{job.key}: {self.describe(output.record)}")
         self.bar.update()
 
     def fail(self, job: Job, reason: str) -> None:
         self.outcome.failed[job.key] = reason
-        tqdm.write(f"saliencylab: job {job.key} failed: {reason}", file=sys.stderr)
+        progress.error(f"job {job.key} failed: {reason}")
         self.bar.update()
 
     def close(self) -> RunOutcome:
@@ -177,7 +181,7 @@ def run_jobs(store: RunStore, jobs: list[Job], *, shared: dict[str, Callable[[],
     todo = [job for job in jobs if not store.done(job.key)]
     skipped = len(jobs) - len(todo)
     if skipped:
-        tqdm.write(f"resuming: {skipped} of {len(jobs)} jobs already finished in {store.dir}")
+        progress.info(f"resuming: {skipped} of {len(jobs)} jobs already finished in {store.dir}")
     shared = shared or {}
     token = uuid.uuid4().hex
     specs = {name: (f"{token}-{name}", loader) for name, loader in shared.items()}
@@ -202,7 +206,7 @@ def _run_here(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions
     for job in todo:
         try:
             output = execute(job, _values(job, specs), options.threads_per_job, progress=True)
-        except Exception as e:  # a diverged training, bad input or a bug: this job only
+        except JOB_ERRORS as e:  # a diverged training, bad input or a bug: this job only
             driver.fail(job, one_line(e))
             continue
         driver.finish(job, output)
@@ -216,60 +220,79 @@ def _run_in_pool(driver: Driver, todo: list[Job], specs: dict, options: ExecOpti
         if not lost:
             return
         if attempt < options.max_retries:
-            tqdm.write(f"saliencylab: a worker process died; retrying {len(lost)} job(s)",
-                       file=sys.stderr)
+            progress.warn(f"a worker process died; retrying {len(lost)} job(s)")
         todo = lost
     for job in todo:
         driver.fail(job, "its worker process died on every try")
 
 
+class _QuietSpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker deaf to Ctrl-C from its first instruction: SIGINT is blocked while it
+    is started (a blocked mask survives fork and exec) and stays blocked until `_init_worker`
+    ignores it, so a Ctrl-C while it still imports torch cannot kill it with a traceback.
+    CPython starts its resource_tracker process the same way (multiprocessing/resource_tracker.py,
+    `ensure_running`)."""
+
+    def start(self) -> None:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+class _QuietSpawnContext(multiprocessing.context.SpawnContext):
+    Process = _QuietSpawnProcess
+
+
 def _pool_round(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions) -> list[Job]:
-    """Run `todo` in one pool; return the jobs lost to a broken pool."""
-    lost: list[Job] = []
-    pool = cf.ProcessPoolExecutor(min(options.workers, len(todo)),
-                                  mp_context=multiprocessing.get_context("spawn"),
+    """Run `todo` in one pool, handing a worker a job only when it is free, so that every job
+    handed out is running (what Ctrl-C waits for); return the jobs lost to a broken pool."""
+    workers = min(options.workers, len(todo))
+    pool = cf.ProcessPoolExecutor(workers, mp_context=_QuietSpawnContext(),
                                   initializer=_init_worker, initargs=(os.getpid(),))
-    futures = {}
+    waiting, running, lost = list(todo), {}, []
     try:
-        for job in todo:
-            job_specs = {name: specs[name] for name in job.shared.values()}
-            futures[pool.submit(_run_in_worker, job, job_specs, options.threads_per_job)] = job
-        _collect(driver, futures, lost)
+        while running or (waiting and not lost):
+            while waiting and not lost and len(running) < workers:
+                job = waiting.pop(0)
+                job_specs = {name: specs[name] for name in job.shared.values()}
+                running[pool.submit(_run_in_worker, job, job_specs, options.threads_per_job)] = job
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                if not _store(driver, job, future):
+                    lost.append(job)
     except KeyboardInterrupt:
-        _interrupted(driver, pool, futures)
+        _interrupted(driver, pool, running)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return lost
+    return lost + waiting if lost else []
 
 
-def _collect(driver: Driver, futures: dict, lost: list[Job]) -> None:
-    for future in cf.as_completed(futures):
-        job = futures[future]
-        try:
-            output = future.result()
-        except cf.process.BrokenProcessPool:
-            lost.append(job)
-            continue
-        except Exception as e:
-            driver.fail(job, one_line(e))
-            continue
-        driver.finish(job, output)
+def _store(driver: Driver, job: Job, future: cf.Future) -> bool:
+    """Store a finished job's result or failure; False if a broken pool lost it."""
+    try:
+        output = future.result()
+    except cf.process.BrokenProcessPool:
+        return False
+    except JOB_ERRORS as e:
+        driver.fail(job, one_line(e))
+        return True
+    driver.finish(job, output)
+    return True
 
 
-def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, futures: dict) -> None:
+def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, running: dict) -> None:
     """First Ctrl-C: start nothing new and save the running jobs as they finish; a second one
     stops the workers at once (their jobs resume from their own checkpoints)."""
-    running = [f for f in futures if not f.cancel() and not f.done()]
-    tqdm.write(f"\nsaliencylab: interrupted; saving {len(running)} running job(s) as they "
-               f"finish (Ctrl-C again to stop now)", file=sys.stderr)
+    progress.error(f"interrupted; saving {len(running)} running job(s) as they finish "
+                   f"(Ctrl-C again to stop now)")
     try:
         for future in cf.as_completed(running):
-            try:
-                driver.finish(futures[future], future.result())
-            except Exception as e:
-                driver.fail(futures[future], one_line(e))
+            _store(driver, running[future], future)  # a job lost with its worker resumes later
+        pool.shutdown(wait=True)  # the idle workers exit now, not while Python exits
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
-    sys.stderr.flush()

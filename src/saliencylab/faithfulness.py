@@ -140,8 +140,7 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
     """Run every metric of the `metrics` groups for every method on uint8 images x (labels y),
     on x's device. Returns {"per_image": {metric: {method: array}}, "curves": {...},
     "mprt": {method: {mode: [{"layer", similarity: mean}]}}}."""
-    from tqdm.auto import tqdm
-
+    from .progress import steps
     from .training import predict
 
     model.eval()
@@ -152,7 +151,7 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
     per_image = {m: {} for m in wanted if m != "roar"}
     curves: dict = {}
     randomisation: dict = {}
-    for name in tqdm(methods, desc="methods", disable=not progress, leave=False):
+    for name in steps(methods, "methods", unit="method", enabled=progress):
         method = explainer_for(name, options, black, seed)
         a = attribution.attribute_dataset(method, model, x, explained, spec,
                                           batch_size=settings.batch_size, progress=False)

@@ -70,7 +70,7 @@ class RunLock:
             raise UserError(f"{self.path.parent} is in use by another saliencylab process "
                             f"({holder}): wait for it to finish or stop it, then run again") from None
         if os.fstat(fd).st_size:
-            from .store import warn
+            from .progress import warn
 
             stale = _holder(fd)
             warn(f"taking over the stale lock of {self.path.parent} "

@@ -186,6 +186,9 @@ def _resolve(spec: str) -> Callable:
                             f"{e.name!r} here (install it, add its folder to PYTHONPATH, or "
                             f"give the file: path/to/file.py:{attribute})") from None
         raise UserError(f"--model {spec!r}: cannot import {where}, it fails with {e}") from None
+    except SystemExit as e:
+        raise UserError(f"--model {spec!r}: importing {where} called sys.exit({e.code!r}): a "
+                        f"model file must define the function, not exit") from None
     except Exception as e:
         raise UserError(f"--model {spec!r}: cannot import {where}, it fails with "
                         f"{type(e).__name__}: {_one_line(e)}") from None
@@ -197,13 +200,19 @@ def _resolve(spec: str) -> Callable:
         raise UserError(f"--model {spec!r}: {where} has no function {attribute!r}"
                         f"{' (it has: ' + ', '.join(found[:8]) + ')' if found else ''}; {_HINT}")
     if not callable(function):
-        raise UserError(f"--model {spec!r}: {where}.{attribute} is a "
-                        f"{type(function).__name__}, not a function; {_HINT}")
+        raise UserError(f"--model {spec!r}: {attribute} in {where} is {_a(function)}, not a "
+                        f"function; {_HINT}")
     return function
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:200]
+
+
+def _a(value) -> str:
+    """'an int', 'a list': the type of `value` with its article."""
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _arguments(function: Callable, shape: Shape, classes: int) -> tuple:
@@ -230,13 +239,15 @@ def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
     arguments = _arguments(function, shape, classes)
     try:
         model = function(*arguments)
+    except SystemExit as e:
+        raise UserError(f"--model {spec!r} called sys.exit({e.code!r}) instead of returning a "
+                        f"torch.nn.Module") from None
     except Exception as e:
         frame = traceback.extract_tb(e.__traceback__)[-1]
         raise UserError(f"--model {spec!r} raised {type(e).__name__}: {_one_line(e)} "
                         f"({frame.filename}:{frame.lineno})") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"--model {spec!r} returned a {type(model).__name__}, not a "
-                        f"torch.nn.Module")
+        raise UserError(f"--model {spec!r} returned {_a(model)}, not a torch.nn.Module")
     _check_output(model, spec, shape, classes)
     return model
 

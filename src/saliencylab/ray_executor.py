@@ -1,5 +1,5 @@
 """Jobs as Ray tasks: `--executor ray` on a laptop (a local Ray started here) or a cluster
-(`--ray-address ADDR`, or `$RAY_ADDRESS`).
+(`--ray-address ADDR`, or `$RAY_ADDRESS`), joined in `ray_cluster.py`.
 
 - Each job is a task with `num_cpus=cpus_per_job`, `num_gpus=gpus_per_job` (a fraction lets
   several small jobs share one GPU) and `max_retries`: Ray runs it again when its worker
@@ -13,34 +13,9 @@
 
 from __future__ import annotations
 
-import os
-
-from tqdm.auto import tqdm
-
-from .errors import UserError
+from . import progress
 from .executor import ExecOptions, Job, JobOutput, execute, one_line
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'saliencylab[ray]'") from None
-    return ray
-
-
-def connect(options: ExecOptions):
-    """Join the cluster at `ray_address` (or $RAY_ADDRESS), else start a local Ray."""
-    ray = _ray()
-    if not ray.is_initialized():
-        address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UserError(f"cannot reach the Ray cluster at {address}: {one_line(e)}; "
-                            f"start it with `ray start --head` or fix --ray-address") from None
-    return ray
+from .ray_cluster import connect
 
 
 def _task(job: Job, params: tuple[str, ...], threads: int, *values) -> JobOutput:
@@ -49,7 +24,7 @@ def _task(job: Job, params: tuple[str, ...], threads: int, *values) -> JobOutput
 
 
 def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> None:
-    ray = connect(options)
+    ray = connect(options.ray_address)
     task = ray.remote(_task).options(num_cpus=options.cpus_per_job, num_gpus=options.gpus_per_job,
                                      max_retries=options.max_retries, retry_exceptions=False)
     needed = sorted({name for job in todo for name in job.shared.values()})
@@ -75,5 +50,5 @@ def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> N
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
-        tqdm.write(f"\nsaliencylab: interrupted; cancelled {len(pending)} Ray task(s)")
+        progress.error(f"interrupted; cancelled {len(pending)} Ray task(s)")
         raise

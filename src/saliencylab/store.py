@@ -43,6 +43,7 @@ from .config import config_hash, to_dict
 from .contents import brief, problem
 from .errors import UserError
 from .lock import RunLock
+from .progress import warn
 
 
 def _umask() -> int:
@@ -52,15 +53,6 @@ def _umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_umask()
-
-
-def warn(message: str) -> None:
-    """One line on stderr (through tqdm, so progress bars stay intact)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    tqdm.write(f"saliencylab: warning: {message}", file=sys.stderr)
 
 
 def _disk_full(error: BaseException) -> bool:

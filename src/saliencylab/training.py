@@ -17,11 +17,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .errors import TrainingDiverged
 from .metrics import per_class_precision
+from .progress import Progress
 
 # objective(model, x, y, idx) -> scalar loss; x normalised, idx the images' indices in the train set
 Objective = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
@@ -101,8 +101,7 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
     n = len(x)
     batches = (n + cfg.batch_size - 1) // cfg.batch_size
     check = DivergenceCheck(x.device)
-    with tqdm(total=cfg.epochs * batches, desc=desc, disable=not progress, leave=False,
-              unit="batch", dynamic_ncols=True) as bar:
+    with Progress(desc, cfg.epochs * batches, unit="batch", enabled=progress) as bar:
         for epoch in range(cfg.epochs):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch)
@@ -122,7 +121,8 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
                 if (step + 1) % CHECK_EVERY == 0:
                     check.raise_if_diverged(desc, lr_key, cfg.lr, batches, epoch_offset)
             check.raise_if_diverged(desc, lr_key, cfg.lr, batches, epoch_offset)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            bar.stage(f"epoch {epoch + 1}/{cfg.epochs}, loss {loss.item():.3f}"
+                      if cfg.epochs > 1 else f"loss {loss.item():.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     return model.eval()

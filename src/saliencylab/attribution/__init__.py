@@ -141,13 +141,12 @@ def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, ta
                       desc: str = "attribution") -> Tensor:
     """Attribute every uint8 image of `x` in batches, with a progress bar -> float32 [N,1,H,W]
     on x's device."""
-    from tqdm.auto import tqdm
-
+    from ..progress import steps
     from ..training import prepare_batch
 
     method = Checked(method)
     maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),
                              target[i:i + batch_size])
-            for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch",
-                          disable=not progress, leave=False, dynamic_ncols=True)]
+            for i in steps(range(0, len(x), batch_size), desc, unit="batch", enabled=progress,
+                           each=False)]
     return torch.cat(maps) if maps else torch.zeros(0, 1, *x.shape[2:], device=x.device)

@@ -158,7 +158,7 @@ def shown(paths: list[Path]) -> str:
 
 def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
     """Fetch ``url`` into ``dest`` via a temp file renamed once the md5 checks out."""
-    from tqdm.auto import tqdm
+    from ..progress import Progress
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
@@ -167,14 +167,15 @@ def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
         digest = hashlib.md5(usedforsecurity=False)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
-            with tqdm(
-                total=int(total) if total else None, unit="B", unit_scale=True,
-                desc=dest.name, disable=not progress, leave=False,
-            ) as bar:
+            with Progress(dest.name, int(total) if total else None, unit="B", unit_scale=True,
+                          enabled=progress) as bar:
+                size = 0
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
+                    size += len(chunk)
+                bar.stage(f"downloaded {size / 1e6:.1f} MB")
         if md5 is not None and digest.hexdigest() != md5:
             raise UserError(
                 f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5}): "

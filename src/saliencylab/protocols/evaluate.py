@@ -25,8 +25,9 @@ from ..errors import UserError
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..faithfulness import METRIC_GROUPS, Settings, applicable, check_selection, measure
 from ..model_files import load_weights
+from ..progress import warn
 from ..removal import auc
-from ..store import Layout, RunStore, warn
+from ..store import Layout, RunStore
 from ..training import train
 from . import roar as roar_protocol
 

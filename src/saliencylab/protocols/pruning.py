@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import attribution, data, models
 from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
@@ -31,6 +30,7 @@ from ..contents import FRACTION, Number, Tensor, tensors_like
 from ..device import on_device, prepare
 from ..executor import ExecOptions, Job, JobOutput, run_jobs
 from ..metrics import soft_iou
+from ..progress import info
 from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
                        masked_weights, prune, rewind)
 from ..store import Layout, RunStore, load_verified, save_verified
@@ -310,9 +310,9 @@ def chain_job(config: PruneConfig, run_dir: str, seed: int, *, progress: bool, d
         checkpoints.save(level_name(seed, level), previous)
         layers = ", ".join(f"{k.removeprefix('density_')} {v:.3f}"
                            for k, v in layer_columns(masks).items())
-        tqdm.write(f"seed {seed} level {level:2d}: density {kept / total:.4f} ({layers}); "
-                   f"accuracy {metrics['accuracy']:.4f}, noisy {metrics['accuracy_noisy']:.4f}, "
-                   f"IoU {metrics['iou']:.4f} [{metrics['seconds']:.0f}s]")
+        info(f"seed {seed} level {level:2d}: density {kept / total:.4f} ({layers}); "
+             f"accuracy {metrics['accuracy']:.4f}, noisy {metrics['accuracy_noisy']:.4f}, "
+             f"IoU {metrics['iou']:.4f} [{metrics['seconds']:.0f}s]")
     records = [levels[level_name(seed, lv)]["metrics"] for lv in range(config.levels + 1)]
     return JobOutput({"seed": seed, "levels": records}, levels)
 

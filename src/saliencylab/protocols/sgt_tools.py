@@ -79,6 +79,8 @@ def rises_then_falls(curves: torch.Tensor, tolerance: float = 0.0) -> torch.Tens
 
 def parse_percents(text: str) -> list[float]:
     try:
+        if not text.isascii():
+            raise ValueError(text)
         percents = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise UserError(f"--percents {text!r} must be comma-separated numbers") from None
@@ -93,6 +95,8 @@ def analyse(model_file: str, percents_text: str, n_test: int | None, tolerance: 
 
     percents = parse_percents(percents_text)
     check(n_test is None or n_test >= 1, "--n-test must be at least 1")
+    check(0 <= tolerance < 1, f"--tolerance must be a confidence difference in [0, 1), got "
+          f"{tolerance:g}")  # nan fails the comparison too
     state = load_sgt_model(model_file)
     config = from_dict(SaliencyTrainingConfig(), state["config"])
     if device is not None:
