@@ -283,6 +283,18 @@ def test_the_readme_example_works_as_written(tmp_path, monkeypatch, capsys):  # 
     assert methods == set(ev.DEFAULT_METHODS) - {"gradcam++"}
 
 
+
+def test_a_wrong_cam_layer_is_an_error_not_a_skipped_method(tmp_path, capsys):
+    """Only a method that cannot apply to the model is skipped; a layer path that names no
+    layer is the user's typo: exit 2 before any work, no run directory."""
+    argv = ["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path / "runs"),
+            "--workers", "1"] + [f"--set={s}" for s in TINY] + [
+        "--set=methods=gradient,gradcam++", "--set=attribution.cam_layer=features.99"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no layer 'features.99'" in err, err
+    assert not (tmp_path / "runs").exists()
+
 # issue 14: records are trusted only with the values their job implies; ROAR from its records ----
 EVQ = ["seeds=0,1", "metrics=road,deletion", "train.lr=0.05"]
 

@@ -17,7 +17,8 @@ from saliencylab import cli
 from saliencylab.errors import TrainingDiverged
 from saliencylab.executor import ExecOptions, Job, JobOutput, run_jobs
 from saliencylab.protocols import roar
-from saliencylab.store import RunStore
+from saliencylab.contents import FRACTION
+from saliencylab.store import Layout, RunStore
 
 HERE = Path(__file__).parent
 
@@ -184,4 +185,21 @@ def test_a_worker_killed_mid_job_is_retried_and_every_job_is_stored_once(tmp_pat
     assert not outcome.failed and sorted(r["i"] for r in store.records()) == [0, 1, 2]
     assert "a worker process died; retrying" in capsys.readouterr().err
     assert (tmp_path / "died-1").exists()
+    store.close()
+
+
+def nan_record(x: int, *, progress: bool) -> dict:
+    return {"x": x, "accuracy": float("nan") if x == 1 else 0.5}
+
+
+def test_a_record_the_store_refuses_fails_its_job_alone(tmp_path, capsys):
+    """A job whose result the store would refuse to read back (here a NaN accuracy, as a model
+    giving NaN logits makes) fails in one line; the other jobs are stored (issue 14)."""
+    specs = {f"job-{x}": {"x": x, "accuracy": FRACTION} for x in range(3)}
+    store = RunStore(tmp_path, "t", roar.RoarConfig(device="cpu"), Layout(specs))
+    jobs = [Job(f"job-{x}", nan_record, (x,)) for x in range(3)]
+    outcome = run_jobs(store, jobs, describe=str)
+    assert list(outcome.failed) == ["job-1"] and "accuracy" in outcome.failed["job-1"]
+    assert sorted(r["x"] for r in store.records()) == [0, 2]
+    assert "Traceback" not in capsys.readouterr().err
     store.close()

@@ -28,6 +28,9 @@ def evaluate_argv(tmp_path, model: str) -> list[str]:
      "called sys.exit(7) instead of returning a torch.nn.Module"),
     ("import sys\nsys.exit(5)\n", "build", "called sys.exit(5): a model file must define the "
                                            "function, not exit"),
+    ("import torch\nclass Quits(torch.nn.Module):\n    def forward(self, x):\n"
+     "        raise SystemExit(4)\n\ndef build():\n    return Quits()\n", "build",
+     "fails on a batch of shape [2, 1, 8, 8] (SystemExit: 4)"),
 ])
 def test_a_model_that_exits_is_one_line_and_exit_2(capsys, tmp_path, source, function, message):
     model = function

@@ -12,7 +12,7 @@ from . import inputs
 from .attribution import MethodOptions
 from .config import check, check_choice
 from .data import DataSpec
-from .errors import UserError
+from .errors import UserError, a_type
 from .faithfulness import (HIGHER_IS_BETTER, METRIC_GROUPS, Settings, applicable, check_selection,
                            measure)
 from .metrics import bootstrap_ci
@@ -87,7 +87,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                                               f"{type(options).__name__}")
     options.validate()
     check(isinstance(settings, Settings), f"settings must be a saliencylab.faithfulness.Settings "
-                                          f"(Settings(batch_size=...)), got a {type(settings).__name__}")
+                                          f"(Settings(batch_size=...)), got {a_type(settings)}")
     settings.validate()
     check_choice(target, ("predicted", "label"), "target")
     check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
@@ -116,7 +116,7 @@ def check_request(model, x, y, spec: DataSpec | None, classes: int | None):
     they are measured under)."""
     inputs.check_module(model)
     check(spec is None or isinstance(spec, DataSpec),
-          f"spec must be a saliencylab DataSpec (ds.spec) or None, got a {type(spec).__name__}")
+          f"spec must be a saliencylab DataSpec (ds.spec) or None, got {a_type(spec)}")
     x = inputs.images(x, spec)
     y = inputs.labels(y, len(x))
     first = x[:2] if spec is None else spec.normalize(x[:2])

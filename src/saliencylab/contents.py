@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import a_type
+
 TOLERANCE = 1e-6  # of a bound's magnitude (at least 1): rounding in a trapezoid stays in range
 
 
@@ -177,5 +179,5 @@ def brief(value) -> str:
     if torch.is_tensor(value):
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"a {type(value).__name__}"
+        return f"{a_type(value)} of {len(value)} items"
+    return a_type(value)

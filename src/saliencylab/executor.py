@@ -153,9 +153,13 @@ class Driver:
         self.bar = progress.Progress(desc, total, initial=skipped, unit="job", leave=True)
 
     def finish(self, job: Job, output: JobOutput) -> None:
-        for name, obj in output.artifacts.items():
-            self.store.save_tensor(name, obj)
-        self.store.save_job(job.key, output.record)
+        try:  # the store refuses what it could not read back (e.g. a model giving NaN logits)
+            for name, obj in output.artifacts.items():
+                self.store.save_tensor(name, obj)
+            self.store.save_job(job.key, output.record)
+        except ValueError as e:
+            self.fail(job, one_line(e))
+            return
         self.outcome.finished += 1
         progress.info(f"{job.key}: {self.describe(output.record)}")
         self.bar.update()

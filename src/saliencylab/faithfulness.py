@@ -30,7 +30,7 @@ from . import attribution
 from .attribution import MethodOptions
 from .attribution.base import restoring_modes
 from .config import check, check_choice, check_unique
-from .errors import UserError
+from .errors import NotApplicable, UserError, a_type
 from .randomization import NO_LAYERS, layers_top_down, mprt
 from .removal import FILLS, correctness, deletion_insertion, rank_pixels, road
 
@@ -84,7 +84,7 @@ def check_selection(methods, metrics, metric_names=tuple(METRIC_GROUPS)) -> None
                                        ("metrics", metrics, metric_names, "metric")):
         check(isinstance(names, (list, tuple)), f"{what} must be a list of names" + (
             f", such as [{names!r}], not the string {names!r}" if isinstance(names, str)
-            else f", got a {type(names).__name__}"))
+            else f", got {a_type(names)}"))
         check(len(names) > 0, f"{what} must name at least one {kind}")
         for name in names:
             check_choice(name, choices, kind)
@@ -108,7 +108,7 @@ def applicable(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, 
                options: MethodOptions = MethodOptions(), seed: int = 0):
     """Which of `methods` and metric groups apply to `model`, tried on the first two uint8
     images of x (labels y) before any work: (methods, metrics, skipped), `skipped` mapping a
-    method or metric to why it does not apply (a method that raises a UserError, such as a CAM
+    method or metric to why it does not apply (a method that raises NotApplicable, such as a CAM
     method on a model without a conv layer; mprt on a model without parameters). A method
     whose maps are malformed (shape, non-finite values) is a UserError naming it."""
     from .training import prepare_batch
@@ -119,7 +119,7 @@ def applicable(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, 
         method = explainer_for(name, options, spec.black(x.device), seed)
         try:
             maps = method.attribute(model, xb, yb)
-        except UserError as e:
+        except NotApplicable as e:  # a typo such as a wrong cam_layer path stays an error
             skipped[name] = str(e)
             continue
         attribution.check_maps(maps, xb, name)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .attribution.base import eval_mode
-from .errors import UserError
+from .errors import UserError, a_type
 
 
 def _one_line(error: BaseException) -> str:
@@ -30,7 +30,7 @@ def _tensor(value, what: str) -> Tensor:
 
 def check_module(model, what: str = "model") -> None:
     if not isinstance(model, nn.Module):
-        raise UserError(f"{what} must be a torch.nn.Module, got a {type(model).__name__}: wrap "
+        raise UserError(f"{what} must be a torch.nn.Module, got {a_type(model)}: wrap "
                         f"a plain function in an nn.Module whose forward calls it")
 
 
@@ -95,7 +95,7 @@ def logits(model: nn.Module, batch: Tensor, what: str = "model") -> Tensor:
     try:
         with eval_mode(model), torch.no_grad():
             out = model(batch)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a sys.exit in forward is one line too
         raise UserError(f"{what} fails on a batch of shape [{shape}] ({type(e).__name__}: "
                         f"{_one_line(e)}): it must take images [B, C, H, W] of this shape") from None
     n = len(batch)

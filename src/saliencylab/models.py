@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, a_type
 from .vit import deit_tiny  # timm deit_tiny_patch16_224 layout, without timm (see vit.py)
 
 Shape = tuple[int, int, int]
@@ -200,19 +200,13 @@ def _resolve(spec: str) -> Callable:
         raise UserError(f"--model {spec!r}: {where} has no function {attribute!r}"
                         f"{' (it has: ' + ', '.join(found[:8]) + ')' if found else ''}; {_HINT}")
     if not callable(function):
-        raise UserError(f"--model {spec!r}: {attribute} in {where} is {_a(function)}, not a "
+        raise UserError(f"--model {spec!r}: {attribute} in {where} is {a_type(function)}, not a "
                         f"function; {_HINT}")
     return function
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:200]
-
-
-def _a(value) -> str:
-    """'an int', 'a list': the type of `value` with its article."""
-    name = type(value).__name__
-    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _arguments(function: Callable, shape: Shape, classes: int) -> tuple:
@@ -247,7 +241,7 @@ def _user_model(spec: str, shape: Shape, classes: int) -> nn.Module:
         raise UserError(f"--model {spec!r} raised {type(e).__name__}: {_one_line(e)} "
                         f"({frame.filename}:{frame.lineno})") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"--model {spec!r} returned {_a(model)}, not a torch.nn.Module")
+        raise UserError(f"--model {spec!r} returned {a_type(model)}, not a torch.nn.Module")
     _check_output(model, spec, shape, classes)
     return model
 

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import UserError, a_type
 from .cam import GradCAM, GradCAMPlusPlus
 from .gradients import (DeepLiftMethod, DeepLiftShapMethod, Gradient, GradientShapMethod,
                         GuidedBackpropMethod, InputXGradientMethod, IntegratedGradientsMethod,
@@ -111,7 +111,7 @@ def check_maps(maps, x: Tensor, name: str) -> Tensor:
     b, _, h, w = x.shape
     expected = f"[B, 1, H, W] = [{b}, 1, {h}, {w}] for {b} images"
     if not torch.is_tensor(maps):
-        raise UserError(f"attribution method {name!r} returned a {type(maps).__name__}, not a "
+        raise UserError(f"attribution method {name!r} returned {a_type(maps)}, not a "
                         f"tensor {expected}")
     if tuple(maps.shape) != (b, 1, h, w):
         raise UserError(f"attribution method {name!r} returned maps of shape "

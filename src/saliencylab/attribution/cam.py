@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..errors import NotApplicable, UserError
 from .base import Method, run_chunks
 
 
@@ -34,7 +34,7 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     activation = getattr(model, "cam_layer", None)
     if layer == "activation":
         if not isinstance(activation, nn.Module):
-            raise UserError(f"{type(model).__name__} has no `cam_layer`: Grad-CAM needs the "
+            raise NotApplicable(f"{type(model).__name__} has no `cam_layer`: Grad-CAM needs the "
                             f"last conv layer (set attribution.cam_layer to conv or a module path)")
         return activation
     return last_conv(model, activation)
@@ -50,7 +50,7 @@ def last_conv(model: nn.Module, before: nn.Module | None) -> nn.Conv2d:
         if isinstance(module, nn.Conv2d):
             found = module
     if found is None:
-        raise UserError(f"{type(model).__name__} has no Conv2d layer for Grad-CAM")
+        raise NotApplicable(f"{type(model).__name__} has no Conv2d layer for Grad-CAM")
     return found
 
 
@@ -88,7 +88,7 @@ class CAMMethod(Method):
                 raise UserError("the Grad-CAM layer was not called in the model's forward")
             A = store["A"]
             if A.dim() != 4:
-                raise UserError(f"the Grad-CAM layer must output [B, K, h, w], got {tuple(A.shape)}")
+                raise NotApplicable(f"the Grad-CAM layer must output [B, K, h, w], got {tuple(A.shape)}")
             (grads,) = torch.autograd.grad(scores.gather(1, tb[:, None]).sum(), A)
             with torch.no_grad():
                 A, grads = A.detach(), grads.detach()
