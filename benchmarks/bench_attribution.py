@@ -23,7 +23,7 @@ def measure(kind: str, images: int, batch: int) -> dict:
     from captum.attr import IntegratedGradients
 
     from saliencylab.attribution import make_method
-    from saliencylab.models import build_model
+    from saliencylab.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("lenet", (1, 28, 28), 10).eval()

@@ -13,12 +13,13 @@ import tempfile
 import time
 
 from saliencylab import data
-from saliencylab.config import TrainConfig
-from saliencylab.executor import ExecOptions, Job, run_jobs
-from saliencylab.models import build_model
+from saliencylab.evaluation.classification import evaluate
+from saliencylab.models.registry import build_model
 from saliencylab.protocols.roar import RoarConfig
-from saliencylab.store import RunStore
-from saliencylab.training import evaluate, train
+from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.store import RunStore
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
 
 
 def digits():

@@ -14,8 +14,13 @@ import torch
 
 from saliencylab import data
 from saliencylab.attribution import make_method
-from saliencylab.models import build_model
-from saliencylab.randomization import layers_top_down, mprt, randomize_layer, similarities
+from saliencylab.evaluation.randomization import (
+    layers_top_down,
+    mprt,
+    randomize_layer,
+    similarities,
+)
+from saliencylab.models.registry import build_model
 
 
 def per_image_reference(model, x, y, layers) -> float:

@@ -21,7 +21,7 @@ from scipy.sparse.linalg import spsolve
 
 from saliencylab import data
 from saliencylab.attribution import make_method
-from saliencylab.models import build_model
+from saliencylab.models.registry import build_model
 from saliencylab.removal import road, road_order
 from saliencylab.removal.fills import NEIGHBOURS
 from saliencylab.removal.masks import removal_mask

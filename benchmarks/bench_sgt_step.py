@@ -16,12 +16,13 @@ import time
 
 import torch
 
-from saliencylab.config import TrainConfig
+from saliencylab.core.device import resolve_device
 from saliencylab.data import DataSpec
-from saliencylab.device import resolve_device
-from saliencylab.models import build_model
-from saliencylab.objectives import SGT, SMOOT, ObjectiveConfig, Traditional
-from saliencylab.training import autocast, make_optimizer, prepare_batch
+from saliencylab.data.batches import prepare_batch
+from saliencylab.models.registry import build_model
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import autocast, make_optimizer
+from saliencylab.training.objectives import SGT, SMOOT, ObjectiveConfig, Traditional
 
 SPEC = DataSpec("mnist-shaped", (1, 28, 28), tuple(map(str, range(10))), (0.1307,), (0.3081,))
 

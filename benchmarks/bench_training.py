@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from saliencylab.config import TrainConfig
 from saliencylab.data import DataSpec
-from saliencylab.models import build_model
-from saliencylab.training import train
+from saliencylab.models.registry import build_model
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
 
 SPEC = DataSpec("mnist-shaped", (1, 28, 28), tuple(map(str, range(10))), (0.1307,), (0.3081,))
 CONFIG = TrainConfig(epochs=1, batch_size=64, lr=1e-3, momentum=0.9)

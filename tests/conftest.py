@@ -2,7 +2,7 @@
 
 import pytest
 
-from saliencylab import progress
+from saliencylab.core import progress
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,10 +10,10 @@ from torch import nn
 
 import saliencylab
 from saliencylab import attribution, data, models
-from saliencylab.config import TrainConfig
-from saliencylab.errors import UserError
-from saliencylab.faithfulness import Settings
-from saliencylab.training import train
+from saliencylab.core.errors import UserError
+from saliencylab.evaluation.settings import Settings
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
 
 FAST = dict(methods=["gradient"], metrics=["road"])
 
@@ -127,7 +127,7 @@ def test_target_seed_settings_and_options_are_validated(digits):  # D8, C9
     rejected(model, x, y, r"unknown target 'bogus': choose one of predicted, label", target="bogus")
     for seed in (-1, 2**70, 1.5, True):
         rejected(model, x, y, r"seed must be a whole number in 0\.\.2\*\*32 - 1", seed=seed)
-    rejected(model, x, y, r"settings must be a saliencylab\.faithfulness\.Settings .*got a dict",
+    rejected(model, x, y, r"settings must be a saliencylab\.evaluation\.Settings .*got a dict",
              settings={})
     rejected(model, x, y, r"options must be a MethodOptions, got a dict", options={"a": 1})
 
@@ -319,8 +319,8 @@ def test_a_method_that_cannot_apply_is_skipped_with_a_warning(digits):  # C12 (A
 
 
 def test_the_settings_are_the_clis(digits):  # one Settings.validate for both
-    from saliencylab import config as cfg
     from saliencylab.protocols.evaluate import EvaluateConfig
+    from saliencylab.runs import config as cfg
 
     bad = dataclasses.replace(EvaluateConfig(), settings=Settings(road_percents=(90, 10)))
     with pytest.raises(UserError) as cli_error:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from saliencylab.attribution import METHODS, make_method
-from saliencylab.errors import UserError
-from saliencylab.models import build_model
+from saliencylab.core.errors import UserError
+from saliencylab.models.registry import build_model
 
 # --------------------------------------------------------------------------------------
 # Tiny models

@@ -7,13 +7,19 @@ import importlib.metadata
 import pytest
 import torch
 import torch.nn.functional as F
+from test_attribution import linear_model
 from torch import nn
 
 from saliencylab import attribution
-from saliencylab.attribution import METHODS, MethodOptions, make_method, method_names, register
-from saliencylab.errors import UserError
-from saliencylab.models import build_model
-from test_attribution import linear_model
+from saliencylab.attribution import (
+    METHODS,
+    MethodOptions,
+    make_method,
+    method_names,
+    register,
+)
+from saliencylab.core.errors import UserError
+from saliencylab.models.registry import build_model
 
 
 def relu_net() -> nn.Module:

@@ -1,8 +1,8 @@
 import pytest
 
-from saliencylab import config as cfg
-from saliencylab.errors import UserError
+from saliencylab.core.errors import UserError
 from saliencylab.protocols.roar import RoarConfig
+from saliencylab.runs import config as cfg
 
 
 def test_set_overrides_nested_and_typed_fields():

@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_cli import QUICK, fails
 
 from saliencylab import cli
-from saliencylab import config as cfg
-from saliencylab.errors import UserError
+from saliencylab.core.errors import UserError
 from saliencylab.protocols.roar import RoarConfig
-from test_cli import QUICK, fails
+from saliencylab.runs import config as cfg
 
 
 def test_an_unknown_key_suggests_the_closest_keys_in_one_short_line():

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from saliencylab import data
-from saliencylab.data import DataSpec, Dataset, load_dataset, read_idx
-from saliencylab.errors import UserError
+from saliencylab.core.errors import UserError
+from saliencylab.data import Dataset, DataSpec, load_dataset, read_idx
 
 IDX = data.idx.IDX_FILES  # train-images, train-labels, t10k-images, t10k-labels
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -4,10 +4,11 @@ jobs that put their tensors on the configured device."""
 import pytest
 import torch
 
-from saliencylab import cli, data, device
-from saliencylab import config as cfg
-from saliencylab.errors import UserError
+from saliencylab import cli, data
+from saliencylab.core import device
+from saliencylab.core.errors import UserError
 from saliencylab.protocols import roar
+from saliencylab.runs import config as cfg
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -174,9 +175,9 @@ def test_a_dataset_moved_to_cuda_stays_uint8():
 
 @needs_cuda
 def test_deterministic_cuda_runs_repeat_bit_for_bit():
-    from saliencylab.config import TrainConfig
-    from saliencylab.models import build_model
-    from saliencylab.training import train
+    from saliencylab.models.registry import build_model
+    from saliencylab.training.config import TrainConfig
+    from saliencylab.training.loop import train
 
     ds = data.load_dataset("digits").subset(256, 32).to("cuda")
     device.set_deterministic(True, torch.device("cuda"))

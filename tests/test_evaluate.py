@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from damage import DROP, copy_run, edit_record, into_a_directory
 
 import saliencylab
 from saliencylab import attribution, cli, data, models
-from saliencylab import config as cfg
-from saliencylab.config import TrainConfig
 from saliencylab.protocols import evaluate as ev
 from saliencylab.protocols import roar
-from saliencylab.training import train
-
-from damage import DROP, copy_run, edit_record, into_a_directory
+from saliencylab.runs import config as cfg
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
 
 TINY = ["n_train=300", "n_test=40", "train.epochs=2", "seeds=0", "methods=gradient,random",
         "settings.mprt_images=20", "attribution.smoothgrad_samples=2"]

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from saliencylab import cli
-from saliencylab.errors import TrainingDiverged
-from saliencylab.executor import ExecOptions, Job, JobOutput, run_jobs
+from saliencylab.core.errors import TrainingDiverged
 from saliencylab.protocols import roar
-from saliencylab.contents import FRACTION
-from saliencylab.store import Layout, RunStore
+from saliencylab.runs.contents import FRACTION
+from saliencylab.runs.executor import ExecOptions, Job, JobOutput, run_jobs
+from saliencylab.runs.store import Layout, RunStore
 
 HERE = Path(__file__).parent
 
@@ -120,9 +120,9 @@ def test_a_diverged_roar_base_model_stops_the_run_in_one_line(tmp_path, capsys):
 POOL = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {here!r})
-    from saliencylab.executor import ExecOptions, Job, run_jobs
+    from saliencylab.runs.executor import ExecOptions, Job, run_jobs
     from saliencylab.protocols.roar import RoarConfig
-    from saliencylab.store import RunStore
+    from saliencylab.runs.store import RunStore
     import executor_jobs
     store = RunStore(sys.argv[1], "pool", RoarConfig(device="cpu"))
     jobs = [Job(f"sleep-{{i}}", executor_jobs.sleeper, (sys.argv[1], i, float(sys.argv[2])))

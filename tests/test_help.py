@@ -48,8 +48,8 @@ def test_the_version_is_written_in_one_place():
 def test_make_demo_runs_every_faithfulness_test_offline():
     """`make demo` is the run that shows what the tool is for (issue 14, 4): every metric of
     several methods against the random baseline, on the digits that ship with scikit-learn."""
-    from saliencylab import config as cfg
     from saliencylab.protocols.evaluate import EvaluateConfig
+    from saliencylab.runs import config as cfg
 
     makefile = (ROOT / "Makefile").read_text()
     command = makefile.split("\ndemo: setup\n\t", 1)[1].splitlines()[0].split()

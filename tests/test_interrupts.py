@@ -21,10 +21,10 @@ DRIVER = textwrap.dedent("""
         open(os.path.join(folder, f"importing-{{os.getpid()}}"), "w").close()
         time.sleep(delay)
     if __name__ == "__main__":
-        from saliencylab import progress
-        from saliencylab.executor import ExecOptions, Job, run_jobs
+        from saliencylab.core import progress
+        from saliencylab.runs.executor import ExecOptions, Job, run_jobs
         from saliencylab.protocols.roar import RoarConfig
-        from saliencylab.store import RunStore
+        from saliencylab.runs.store import RunStore
         import executor_jobs
 
         progress.log_to_stderr()

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from saliencylab.metrics import mean_std, per_class_precision, soft_iou
+from saliencylab.evaluation.classification import per_class_precision
+from saliencylab.evaluation.localisation import soft_iou
+from saliencylab.evaluation.statistics import mean_std
 
 
 def test_per_class_precision_by_hand():

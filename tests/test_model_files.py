@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from saliencylab import cli
-from saliencylab.errors import UserError
-from saliencylab.model_files import load_sgt_model, load_weights
-from saliencylab.models import build_model
+from saliencylab.core.errors import UserError
+from saliencylab.models.files import load_sgt_model, load_weights
+from saliencylab.models.registry import build_model
 
 
 @pytest.mark.parametrize("make, message", [

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from saliencylab import attribution, models
-from saliencylab.errors import UserError
+from saliencylab.core.errors import UserError
 
 USER_MODULE = '''
 import torch

@@ -6,14 +6,22 @@ import pytest
 import torch
 from torch import nn
 
-from saliencylab.config import TrainConfig
 from saliencylab.data import DataSpec
-from saliencylab.models import build_model
-from saliencylab.objectives import (SGT, SMOOT, ObjectiveConfig, Traditional, lowest_mask,
-                                    make_objective, smoot_delta, smoot_update)
+from saliencylab.models.registry import build_model
 from saliencylab.protocols import saliency_training as st
 from saliencylab.protocols import sgt_eval
-from saliencylab.training import train
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
+from saliencylab.training.objectives import (
+    SGT,
+    SMOOT,
+    ObjectiveConfig,
+    Traditional,
+    lowest_mask,
+    make_objective,
+    smoot_delta,
+    smoot_update,
+)
 
 torch.set_num_threads(1)
 SPEC = DataSpec("toy", (1, 8, 8), tuple(map(str, range(10))), (0.5,), (0.25,))
@@ -173,7 +181,7 @@ def test_lambda_zero_gives_the_cross_entropy_gradient_with_dropout():
 
 
 def test_make_objective_rejects_unknown_names_and_bad_configs():
-    from saliencylab.errors import UserError
+    from saliencylab.core.errors import UserError
     with pytest.raises(UserError, match="unknown objective 'sgd'"):
         make_objective("sgd", ObjectiveConfig(), 10, 10, 64)
     with pytest.raises(UserError, match="k_init"):

@@ -4,7 +4,8 @@ each message on a line of its own, and each failed job named once."""
 import subprocess
 import sys
 
-from saliencylab import cli, progress
+from saliencylab import cli
+from saliencylab.core import progress
 
 ROAR = ["roar", "--preset", "roar-quick", "--workers", "1", "--device", "cpu"]
 

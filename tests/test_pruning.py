@@ -6,20 +6,31 @@ import json
 
 import pytest
 import torch
+from damage import copy_run, flip_a_byte, into_a_directory, rewrite_verified
 from torch import nn
 
 from saliencylab import attribution, data, models
-from saliencylab import config as cfg
 from saliencylab.cli import main
-from saliencylab.config import TrainConfig
-from saliencylab.executor import ExecOptions
-from saliencylab.metrics import soft_iou
+from saliencylab.evaluation.localisation import soft_iou
 from saliencylab.protocols import pruning as protocol
-from saliencylab.pruning import (GlobalMagnitude, RandomPruning, apply_masks, count_to_prune,
-                                 density, enforce, expected_remaining, full_masks,
-                                 layer_densities, masked_weights, prunable, prune, rewind)
-
-from damage import copy_run, flip_a_byte, into_a_directory, rewrite_verified
+from saliencylab.runs import config as cfg
+from saliencylab.runs.executor import ExecOptions
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.pruning import (
+    GlobalMagnitude,
+    RandomPruning,
+    apply_masks,
+    count_to_prune,
+    density,
+    enforce,
+    expected_remaining,
+    full_masks,
+    layer_densities,
+    masked_weights,
+    prunable,
+    prune,
+    rewind,
+)
 
 # deterministic: the resume and parallel tests compare results bit for bit, also on CUDA
 TINY = ["n_train=256", "n_test=64", "levels=3", "pretrain.epochs=2", "retrain.epochs=2",
@@ -86,7 +97,7 @@ def test_masking_only_the_forward_pass_is_not_enough(digits):
     model = models.build_model("tiny_cnn", digits.spec.shape, 10)
     masks = prune(masked_weights(model), full_masks(model), 0.5, GlobalMagnitude())
     apply_masks(model, masks)
-    from saliencylab.training import train
+    from saliencylab.training.loop import train
     train(model, digits.x_train[:64], digits.y_train[:64], digits.spec,
           TrainConfig(epochs=1, batch_size=32, lr=0.05, weight_decay=0.01), 0, progress=False)
     weights = prunable(model)

@@ -5,15 +5,21 @@ import pytest
 import torch
 
 from saliencylab.attribution import make_method
-from saliencylab.metrics import bootstrap_ci, kendall_tau
-from saliencylab.models import build_model
-from saliencylab.randomization import layers_top_down, mprt, similarities, spearman, ssim
+from saliencylab.evaluation.randomization import (
+    layers_top_down,
+    mprt,
+    similarities,
+    spearman,
+    ssim,
+)
+from saliencylab.evaluation.statistics import bootstrap_ci, kendall_tau
+from saliencylab.models.registry import build_model
 
 
 def trained_lenet():
     from saliencylab import data
-    from saliencylab.config import TrainConfig
-    from saliencylab.training import train
+    from saliencylab.training.config import TrainConfig
+    from saliencylab.training.loop import train
 
     ds = data.load_dataset("digits").subset(400, 40)
     torch.manual_seed(0)
@@ -96,7 +102,7 @@ class BareParameter(torch.nn.Module):
 
 
 def test_a_bare_parameter_is_redrawn_from_a_normal_of_its_own_spread():
-    from saliencylab.randomization import randomize_layer
+    from saliencylab.evaluation.randomization import randomize_layer
 
     torch.manual_seed(1)
     model, twin = BareParameter(), BareParameter()
@@ -111,7 +117,7 @@ def test_a_bare_parameter_is_redrawn_from_a_normal_of_its_own_spread():
 
 
 def test_a_model_without_parameters_has_nothing_to_randomise():
-    from saliencylab.errors import UserError
+    from saliencylab.core.errors import UserError
 
     with pytest.raises(UserError, match="the model has no parameters, so no layer to randomise"):
         mprt(torch.nn.Flatten(), torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),

@@ -11,9 +11,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'saliencylab[ray]'")
 
-from saliencylab.executor import ExecOptions, Job, run_jobs  # noqa: E402
 from saliencylab.protocols import roar  # noqa: E402
-from saliencylab.store import RunStore  # noqa: E402
+from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.store import RunStore
 
 HERE = Path(__file__).parent
 RAY = ExecOptions(executor="ray", max_retries=3)
@@ -82,8 +82,8 @@ def test_an_interrupted_ray_driver_resumes_and_skips_the_finished_jobs(tmp_path)
 
 
 def test_asking_for_ray_without_it_names_the_extra(monkeypatch):
-    from saliencylab import ray_cluster
-    from saliencylab.errors import UserError
+    from saliencylab.core.errors import UserError
+    from saliencylab.runs import ray_cluster
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserError, match=r"needs Ray: pip install 'saliencylab\[ray\]'"):
@@ -106,15 +106,15 @@ def test_an_unreachable_cluster_is_one_line_in_seconds_and_leaves_no_run_directo
 
 
 def test_a_ray_address_that_is_not_host_port_is_one_line():
-    from saliencylab import ray_cluster
-    from saliencylab.errors import UserError
+    from saliencylab.core.errors import UserError
+    from saliencylab.runs import ray_cluster
 
     with pytest.raises(UserError, match=r"--ray-address 'head-node' is not host:port"):
         ray_cluster.probe("head-node")
 
 
 def test_rays_own_lines_carry_no_colour_codes_in_a_log(monkeypatch):
-    from saliencylab import ray_cluster
+    from saliencylab.runs import ray_cluster
 
     monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
     ray_cluster.connect(None)  # stderr is not a terminal here
@@ -123,7 +123,7 @@ def test_rays_own_lines_carry_no_colour_codes_in_a_log(monkeypatch):
 
 DRIVER = """
 import time
-from saliencylab.ray_cluster import connect
+from saliencylab.runs.ray_cluster import connect
 connect(None)
 print("ready", flush=True)
 time.sleep(600)
@@ -131,7 +131,7 @@ time.sleep(600)
 
 
 def test_the_local_ray_of_a_killed_driver_dies_with_it():
-    from saliencylab.ray_cluster import _ray_descendants
+    from saliencylab.runs.ray_cluster import _ray_descendants
 
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)

@@ -2,12 +2,21 @@ import math
 
 import pytest
 import torch
-
 from torch import nn
 
 from saliencylab.data import DataSpec
-from saliencylab.removal import (auc, count_removed, deletion_insertion, fill, fill_uniform_in_range,
-                                 linear_impute, noisy_linear_impute, rank_pixels, removal_mask, road)
+from saliencylab.removal import (
+    auc,
+    count_removed,
+    deletion_insertion,
+    fill,
+    fill_uniform_in_range,
+    linear_impute,
+    noisy_linear_impute,
+    rank_pixels,
+    removal_mask,
+    road,
+)
 
 
 def test_rank_pixels_orders_by_absolute_value_and_keeps_ties_in_pixel_order():

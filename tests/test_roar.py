@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from saliencylab import config as cfg
-from saliencylab.executor import ExecOptions
 from saliencylab.protocols import roar
+from saliencylab.runs import config as cfg
+from saliencylab.runs.executor import ExecOptions
 
 TINY = ["n_train=240", "n_test=120", "train.epochs=1", "train.lr=0.05", "seeds=0,1",
         "thresholds=0,50", "methods=random,gradient"]

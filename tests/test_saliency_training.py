@@ -8,15 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from damage import (
+    copy_run,
+    edit_record,
+    flip_a_byte,
+    into_a_directory,
+    rewrite_verified,
+)
 
 from saliencylab import cli
-from saliencylab import config as cfg
 from saliencylab.attribution import make_method
+from saliencylab.models.vit import DeiT, VitConfig, load_pretrained
 from saliencylab.protocols import saliency_training as st
 from saliencylab.protocols import sgt_eval, sgt_tools
-from saliencylab.vit import DeiT, VitConfig, load_pretrained
-
-from damage import copy_run, edit_record, flip_a_byte, into_a_directory, rewrite_verified
+from saliencylab.runs import config as cfg
 
 torch.set_num_threads(1)
 TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
@@ -168,7 +173,7 @@ def test_best_val_evaluates_the_epoch_with_the_best_validation_accuracy(tmp_path
 
 
 def test_val_size_must_leave_training_images():
-    from saliencylab.errors import UserError
+    from saliencylab.core.errors import UserError
     with pytest.raises(UserError, match="val_size"):
         tiny_config("select=best-val", "val_size=160").validate()
 
@@ -267,7 +272,7 @@ def drop_record(run_dir: Path) -> None:
         "a-directory"])
 def test_a_damaged_model_file_is_quarantined_and_its_job_run_again(clean_smoot, tmp_path, capsys,
                                                                    damage):
-    from saliencylab.model_files import load_sgt_model
+    from saliencylab.models.files import load_sgt_model
 
     run_dir = copy_run(clean_smoot, tmp_path)
     model_file = run_dir / "artifacts" / "model-smoot-s0.pt"

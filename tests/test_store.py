@@ -16,14 +16,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from saliencylab import config as cfg
-from saliencylab.errors import UserError
-from saliencylab.protocols import roar
-from saliencylab.contents import Tensor
-from saliencylab.store import RunStore, atomic_write, load_verified, quarantine, save_verified
-
 from damage import DROP, copy_run, edit_record, into_a_directory, rewrite_verified
+
+from saliencylab.core.errors import UserError
+from saliencylab.protocols import roar
+from saliencylab.runs import config as cfg
+from saliencylab.runs.contents import Tensor
+from saliencylab.runs.store import (
+    RunStore,
+    atomic_write,
+    load_verified,
+    quarantine,
+    save_verified,
+)
 
 TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
         "thresholds=0,50", "methods=random,gradient"]
@@ -151,7 +156,7 @@ def test_verified_files_round_trip_and_a_missing_checksum_is_not_trusted(tmp_pat
 # one process per run directory ------------------------------------------------------------------
 HOLD = """
 import sys, time
-from saliencylab.store import RunStore
+from saliencylab.runs.store import RunStore
 from saliencylab.protocols.roar import RoarConfig
 store = RunStore(sys.argv[1], "held", RoarConfig(device="cpu"))
 print("locked", flush=True)
@@ -197,7 +202,7 @@ def test_stale_temporary_files_are_removed_when_a_run_is_opened(tmp_path):
 
 
 def test_files_respect_the_umask(tmp_path):
-    import saliencylab.store as store_module
+    import saliencylab.runs.store as store_module
 
     old = os.umask(0o022)
     try:

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from saliencylab import data
-from saliencylab.config import TrainConfig
-from saliencylab.errors import TrainingDiverged, UserError
-from saliencylab.training import evaluate, train
+from saliencylab.core.errors import TrainingDiverged, UserError
+from saliencylab.evaluation.classification import evaluate
+from saliencylab.training.config import TrainConfig
+from saliencylab.training.loop import train
 
 SPEC = data.DataSpec("toy", (1, 4, 4), tuple("ab"), (0.5,), (0.25,))
 

@@ -5,13 +5,13 @@ SystemExit fails as a job, the others kept."""
 from pathlib import Path
 
 import pytest
-
-from saliencylab import cli
-from saliencylab.executor import ExecOptions, Job, run_jobs
-from saliencylab.protocols import roar
-from saliencylab.store import RunStore
 from test_cli import fails
 from test_evaluate import TINY
+
+from saliencylab import cli
+from saliencylab.protocols import roar
+from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.store import RunStore
 
 EVALUATE = ["evaluate", "--preset", "evaluate-quick", "--workers", "1", "--device", "cpu"]
 

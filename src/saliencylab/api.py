@@ -8,15 +8,21 @@ import warnings
 import numpy as np
 import torch
 
-from . import inputs
 from .attribution import MethodOptions
-from .config import check, check_choice
+from .core.checks import check, check_choice
+from .core.errors import UserError, a_type
 from .data import DataSpec
-from .errors import UserError, a_type
-from .faithfulness import (HIGHER_IS_BETTER, METRIC_GROUPS, Settings, applicable, check_selection,
-                           measure)
-from .metrics import bootstrap_ci
-from .report import markdown_table
+from .evaluation.measure import (
+    HIGHER_IS_BETTER,
+    METRIC_GROUPS,
+    applicable,
+    check_selection,
+    measure,
+)
+from .evaluation.settings import Settings
+from .evaluation.statistics import bootstrap_ci
+from .models import inputs
+from .runs.report import markdown_table
 
 API_METRICS = tuple(group for group in METRIC_GROUPS if group != "roar")  # ROAR retrains
 
@@ -86,7 +92,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     check(isinstance(options, MethodOptions), f"options must be a MethodOptions, got a "
                                               f"{type(options).__name__}")
     options.validate()
-    check(isinstance(settings, Settings), f"settings must be a saliencylab.faithfulness.Settings "
+    check(isinstance(settings, Settings), f"settings must be a saliencylab.evaluation.Settings "
                                           f"(Settings(batch_size=...)), got {a_type(settings)}")
     settings.validate()
     check_choice(target, ("predicted", "label"), "target")

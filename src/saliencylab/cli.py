@@ -11,12 +11,13 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from . import __version__, data, progress
-from . import config as cfg
-from .errors import UserError
-from .executor import EXECUTORS, options_from
-from .store import read_failures
+from . import __version__, data
+from .core import progress
+from .core.errors import UserError
 from .protocols import evaluate, pruning, roar, saliency_training, sgt_tools
+from .runs import config as cfg
+from .runs.executor import EXECUTORS, options_from
+from .runs.store import read_failures
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _options(config, args):
                       f"{cores} cores: each job runs slower, not faster (the run goes on; "
                       f"--set threads_per_job={cores} or fewer)")
     if options.executor == "ray":
-        from .ray_cluster import connect
+        from .runs.ray_cluster import connect
 
         connect(options.ray_address)
     return options

@@ -22,11 +22,20 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError, a_type
+from ..core.errors import UserError, a_type
 from .cam import GradCAM, GradCAMPlusPlus
-from .gradients import (DeepLiftMethod, DeepLiftShapMethod, Gradient, GradientShapMethod,
-                        GuidedBackpropMethod, InputXGradientMethod, IntegratedGradientsMethod,
-                        SmoothGrad, SmoothGradSquared, VarGrad)
+from .gradients import (
+    DeepLiftMethod,
+    DeepLiftShapMethod,
+    Gradient,
+    GradientShapMethod,
+    GuidedBackpropMethod,
+    InputXGradientMethod,
+    IntegratedGradientsMethod,
+    SmoothGrad,
+    SmoothGradSquared,
+    VarGrad,
+)
 from .options import MethodOptions
 from .perturbation import OcclusionMethod, RandomMethod
 
@@ -141,8 +150,8 @@ def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, ta
                       desc: str = "attribution") -> Tensor:
     """Attribute every uint8 image of `x` in batches, with a progress bar -> float32 [N,1,H,W]
     on x's device."""
-    from ..progress import steps
-    from ..training import prepare_batch
+    from ..core.progress import steps
+    from ..data.batches import prepare_batch
 
     method = Checked(method)
     maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),

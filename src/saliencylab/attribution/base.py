@@ -9,7 +9,6 @@ through Captum). Methods work inside a caller's `torch.no_grad()`; x needs no re
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 from typing import Callable, Iterator
 
@@ -18,30 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..core.errors import UserError
+from ..core.modes import eval_mode
 from .options import MethodOptions
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode, then restore each module's own `training` flag."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def restoring_modes(function: Callable) -> Callable:
-    """Decorate `function(model, ...)`: it runs in `eval_mode(model)`, so that each module's own
-    train/eval mode is back as it was when it returns."""
-    @functools.wraps(function)
-    def wrapper(model: nn.Module, *args, **kwargs):
-        with eval_mode(model):
-            return function(model, *args, **kwargs)
-    return wrapper
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import NotApplicable, UserError
+from ..core.errors import NotApplicable, UserError
 from .base import Method, run_chunks
 
 

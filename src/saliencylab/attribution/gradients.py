@@ -11,11 +11,19 @@ from __future__ import annotations
 import warnings
 
 import torch
-from captum.attr import (DeepLift, DeepLiftShap, GradientShap, GuidedBackprop, InputXGradient,
-                         IntegratedGradients, NoiseTunnel, Saliency)
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    GradientShap,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    NoiseTunnel,
+    Saliency,
+)
 from torch import Tensor, nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .base import Method, run_chunks, seeded
 
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from ..config import check
+from ..core.checks import check
 
 BASELINES = ("black", "zeros", "uniform")
 OUTPUTS = ("logit", "log_softmax")

@@ -17,19 +17,19 @@ Where files are looked for, in order (the first place holding every file wins):
 
 When nothing is found and ``download`` is true, the files are fetched into the user cache
 (temp file, md5 check, then rename). Every problem the user can fix becomes a one-line
-:class:`~saliencylab.errors.UserError`.
+:class:`~saliencylab.core.errors.UserError`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .cifar import load_cifar
 from .digits import load_digits
 from .files import MD5, SYSTEM_DIRS, URLS, cache_dir
 from .idx import load_idx, read_idx
-from .spec import DATASETS, DataSpec, Dataset, display_name
+from .spec import DATASETS, Dataset, DataSpec, display_name
 
 __all__ = ["DATASETS", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS", "cache_dir",
            "display_name", "load_dataset", "read_idx"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 from . import files
 from .files import cache_dir, corrupt, fetch, md5_file, search_dirs, shown
 from .spec import Dataset, display_name, make_dataset

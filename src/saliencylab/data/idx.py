@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .files import cache_dir, content, fetch, search_dirs, shown
 from .spec import Dataset, display_name, make_dataset
 

@@ -18,17 +18,20 @@ import torch
 
 from .. import data, models
 from ..attribution import MethodOptions
-from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..contents import FRACTION, Items, Number
-from ..device import on_device, prepare
-from ..errors import UserError
-from ..executor import ExecOptions, Job, JobOutput, run_jobs
-from ..faithfulness import METRIC_GROUPS, Settings, applicable, check_selection, measure
-from ..model_files import load_weights
-from ..progress import warn
+from ..core.checks import check, check_choice, check_count, check_unique
+from ..core.device import on_device, prepare
+from ..core.errors import UserError
+from ..core.progress import warn
+from ..evaluation.measure import METRIC_GROUPS, applicable, check_selection, measure
+from ..evaluation.settings import Settings
+from ..models.files import load_weights
 from ..removal import auc
-from ..store import Layout, RunStore
-from ..training import train
+from ..runs.config import RunOptions
+from ..runs.contents import FRACTION, Items, Number
+from ..runs.executor import ExecOptions, Job, JobOutput, run_jobs
+from ..runs.store import Layout, RunStore
+from ..training.config import TrainConfig
+from ..training.loop import train
 from . import roar as roar_protocol
 
 DEFAULT_METHODS = ("gradient", "integrated_gradients", "guided_backprop", "smoothgrad",

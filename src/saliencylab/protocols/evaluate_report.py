@@ -9,11 +9,11 @@ import itertools
 import numpy as np
 
 from .. import data
-from ..device import describe
-from ..faithfulness import HIGHER_IS_BETTER, METRIC_GROUPS
-from ..metrics import bootstrap_ci, kendall_tau, mean_std
-from ..report import failures_section, markdown_table, save_figure, write_csv
-from ..store import RunStore, atomic_write_text
+from ..core.device import describe
+from ..evaluation.measure import HIGHER_IS_BETTER, METRIC_GROUPS
+from ..evaluation.statistics import bootstrap_ci, kendall_tau, mean_std
+from ..runs.report import failures_section, markdown_table, save_figure, write_csv
+from ..runs.store import RunStore, atomic_write_text
 
 TITLES = {"road_morf": "ROAD MoRF AUC", "road_lerf": "ROAD LeRF AUC", "road_gap": "ROAD LeRF − MoRF",
           "deletion": "deletion AUC", "insertion": "insertion AUC", "mprt": "MPRT Spearman |a|",

@@ -4,11 +4,18 @@ the level means, plots against level and density, per-layer densities, example h
 import math
 from pathlib import Path
 
-from ..device import describe
-from ..metrics import mean_std
-from ..report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
-from ..store import RunStore, atomic_write_text
+from ..core.device import describe
+from ..evaluation.statistics import mean_std
+from ..runs.report import (
+    failures_section,
+    fmt_mean_std,
+    markdown_table,
+    save_figure,
+    write_csv,
+)
+from ..runs.store import RunStore, atomic_write_text
 from .pruning import COLUMNS, PruneConfig, level_name
+
 
 def rows_of(store: RunStore) -> list[dict]:
     rows = [level for record in store.records() for level in record["levels"]]

@@ -25,16 +25,27 @@ import torch
 import torch.nn.functional as F
 
 from .. import attribution, data, models
-from ..config import RunOptions, TrainConfig, check, check_choice, check_count, check_unique
-from ..contents import FRACTION, Number, Tensor, tensors_like
-from ..device import on_device, prepare
-from ..executor import ExecOptions, Job, JobOutput, run_jobs
-from ..metrics import soft_iou
-from ..progress import info
-from ..pruning import (STRATEGIES, enforce, full_masks, layer_densities, make_strategy,
-                       masked_weights, prune, rewind)
-from ..store import Layout, RunStore, load_verified, save_verified
-from ..training import make_optimizer, predict, train
+from ..core.checks import check, check_choice, check_count, check_unique
+from ..core.device import on_device, prepare
+from ..core.progress import info
+from ..data.batches import predict
+from ..evaluation.localisation import soft_iou
+from ..runs.config import RunOptions
+from ..runs.contents import FRACTION, Number, Tensor, tensors_like
+from ..runs.executor import ExecOptions, Job, JobOutput, run_jobs
+from ..runs.store import Layout, RunStore, load_verified, save_verified
+from ..training.config import TrainConfig
+from ..training.loop import make_optimizer, train
+from ..training.pruning import (
+    STRATEGIES,
+    enforce,
+    full_masks,
+    layer_densities,
+    make_strategy,
+    masked_weights,
+    prune,
+    rewind,
+)
 
 COLUMNS = ["seed", "level", "density", "accuracy", "accuracy_noisy", "iou"]
 

@@ -21,17 +21,32 @@ import torch
 
 from .. import attribution, data, models
 from ..attribution import MethodOptions
-from ..config import (RunOptions, TrainConfig, check, check_choice, check_count, check_unique,
-                      config_hash, from_dict)
-from ..contents import FRACTION, Tensor, model_state_spec
-from ..device import describe, on_device, prepare
-from ..executor import ExecOptions, Job, run_jobs
+from ..core.checks import check, check_choice, check_count, check_unique
+from ..core.device import describe, on_device, prepare
+from ..core.errors import UserError
+from ..data.batches import predict
+from ..evaluation.classification import evaluate
+from ..evaluation.statistics import mean_std
 from ..removal import FILLS, fill, rank_pixels, removal_mask
-from ..metrics import mean_std
-from ..report import errorbar_plot, failures_section, fmt_mean_std, markdown_table, write_csv
-from ..errors import UserError
-from ..store import Layout, RunStore, atomic_write_text, load_verified, read_finished
-from ..training import evaluate, predict, train
+from ..runs.config import RunOptions, config_hash, from_dict
+from ..runs.contents import FRACTION, Tensor, model_state_spec
+from ..runs.executor import ExecOptions, Job, run_jobs
+from ..runs.report import (
+    errorbar_plot,
+    failures_section,
+    fmt_mean_std,
+    markdown_table,
+    write_csv,
+)
+from ..runs.store import (
+    Layout,
+    RunStore,
+    atomic_write_text,
+    load_verified,
+    read_finished,
+)
+from ..training.config import TrainConfig
+from ..training.loop import train
 
 REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
 

@@ -21,16 +21,31 @@ import torch
 
 from .. import attribution, data, models
 from ..attribution import MethodOptions
-from ..config import (RunOptions, TrainConfig, check, check_choice, check_count, check_unique,
-                      to_dict)
-from ..contents import FRACTION, Either, Items, Number, Tensor, model_state_spec, tensors_like
-from ..device import on_device, prepare
-from ..executor import ExecOptions, Job, JobOutput, run_jobs
-from ..objectives import OBJECTIVES, ObjectiveConfig, k_stats_of, make_objective
+from ..core.checks import check, check_choice, check_count, check_unique
+from ..core.device import on_device, prepare
+from ..evaluation.classification import evaluate
+from ..models.vit import VitConfig, build_deit
 from ..removal import FILLS
-from ..store import Layout, RunStore, load_verified, save_verified
-from ..training import evaluate, lr_at, make_optimizer, train
-from ..vit import VitConfig, build_deit
+from ..runs.config import RunOptions, to_dict
+from ..runs.contents import (
+    FRACTION,
+    Either,
+    Items,
+    Number,
+    Tensor,
+    model_state_spec,
+    tensors_like,
+)
+from ..runs.executor import ExecOptions, Job, JobOutput, run_jobs
+from ..runs.store import Layout, RunStore, load_verified, save_verified
+from ..training.config import TrainConfig
+from ..training.loop import lr_at, make_optimizer, train
+from ..training.objectives import (
+    OBJECTIVES,
+    ObjectiveConfig,
+    k_stats_of,
+    make_objective,
+)
 
 PROTOCOL = "sgt"
 

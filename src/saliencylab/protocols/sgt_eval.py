@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 
 from .. import attribution
+from ..data.batches import predict
 from ..removal import accuracy_curve, auc, rank_pixels
-from ..training import predict
 
 
 def test_target(config, model, x, y, spec):

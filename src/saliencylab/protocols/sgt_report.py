@@ -8,11 +8,17 @@ from __future__ import annotations
 import torch
 
 from .. import data
-from ..device import describe
-from ..metrics import mean_std
+from ..core.device import describe
+from ..evaluation.statistics import mean_std
 from ..removal import count_removed
-from ..report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
-from ..store import RunStore, atomic_write_text
+from ..runs.report import (
+    failures_section,
+    fmt_mean_std,
+    markdown_table,
+    save_figure,
+    write_csv,
+)
+from ..runs.store import RunStore, atomic_write_text
 from .saliency_training import load_model, model_artifact, pixels_of, train_size
 from .sgt_eval import method_maps
 

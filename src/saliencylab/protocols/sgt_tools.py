@@ -8,15 +8,22 @@ from pathlib import Path
 import torch
 
 from .. import data
-from ..config import apply_sets, check, check_choice, from_dict, load_preset, preset_names
-from ..device import prepare
-from ..errors import UserError
-from ..executor import ExecOptions
-from ..model_files import load_sgt_model
-from ..objectives import OBJECTIVES, SGT, ObjectiveConfig
-from ..report import save_figure, write_csv
-from ..training import prepare_batch
-from .saliency_training import PROTOCOL, SaliencyTrainingConfig, load_model, model_artifact, run
+from ..core.checks import check, check_choice
+from ..core.device import prepare
+from ..core.errors import UserError
+from ..data.batches import prepare_batch
+from ..models.files import load_sgt_model
+from ..runs.config import apply_sets, from_dict, load_preset, preset_names
+from ..runs.executor import ExecOptions
+from ..runs.report import save_figure, write_csv
+from ..training.objectives import OBJECTIVES, SGT, ObjectiveConfig
+from .saliency_training import (
+    PROTOCOL,
+    SaliencyTrainingConfig,
+    load_model,
+    model_artifact,
+    run,
+)
 
 
 def train_config(objective: str, dataset: str, preset: str | None, seed: int,

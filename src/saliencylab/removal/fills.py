@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check_choice
+from ..core.checks import check_choice
 
 FILLS = ("mean", "uniform", "uniform_image", "corner", "black", "linear", "blur")
 ROAD_NOISE = 0.01  # std of ROAD's imputation noise in [0, 1] pixel units (road/road.py line 22)

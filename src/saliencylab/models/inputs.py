@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attribution.base import eval_mode
-from .errors import UserError, a_type
+from ..core.errors import UserError, a_type
+from ..core.modes import eval_mode
 
 
 def _one_line(error: BaseException) -> str:

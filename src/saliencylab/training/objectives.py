@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check, check_choice
-from .removal import count_removed, fill, fill_uniform_in_range, mask_first
+from ..core.checks import check, check_choice
+from ..removal import count_removed, fill, fill_uniform_in_range, mask_first
 
 OBJECTIVES: tuple[str, ...] = ("traditional", "sgt", "smoot")
 

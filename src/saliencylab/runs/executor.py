@@ -30,8 +30,8 @@ from typing import Callable
 
 import torch
 
-from . import progress
-from .errors import UserError
+from ..core import progress
+from ..core.errors import UserError
 from .store import RunStore
 
 EXECUTORS = ("local", "ray")

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from . import progress
+from ..core import progress
 from .executor import ExecOptions, Job, JobOutput, execute, one_line
 from .ray_cluster import connect
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ..core.errors import UserError
 
 KINDS = {  # keys that identify our own artifacts -> what the file is
     frozenset({"train", "test"}): "a ROAR ranking artifact",

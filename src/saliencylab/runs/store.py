@@ -39,11 +39,11 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import UserError
+from ..core.progress import warn
 from .config import config_hash, to_dict
 from .contents import brief, problem
-from .errors import UserError
 from .lock import RunLock
-from .progress import warn
 
 
 def _umask() -> int:

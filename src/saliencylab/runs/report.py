@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .metrics import mean_std  # noqa: E402
-from .store import atomic_write, atomic_write_text  # noqa: E402
+from ..evaluation.statistics import mean_std
+from .store import atomic_write, atomic_write_text
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

@@ -20,8 +20,8 @@ import socket
 import subprocess
 import sys
 
-from . import progress
-from .errors import UserError
+from ..core import progress
+from ..core.errors import UserError
 from .executor import one_line
 
 PROBE_TIMEOUT_S = 5

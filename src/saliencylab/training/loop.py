@@ -11,22 +11,19 @@ the epoch and step; the check reads the device once per `CHECK_EVERY` steps, not
 """
 
 import contextlib
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.errors import TrainingDiverged
+from ..core.progress import Progress
+from ..data.batches import Augment, prepare_batch
 from .config import TrainConfig
-from .errors import TrainingDiverged
-from .metrics import per_class_precision
-from .progress import Progress
 
 # objective(model, x, y, idx) -> scalar loss; x normalised, idx the images' indices in the train set
 Objective = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
-# augment(x01, generator) -> x01: acts on float images scaled to [0, 1], before normalisation
-Augment = Callable[[Tensor, torch.Generator], Tensor]
 
 
 def cross_entropy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
@@ -75,15 +72,6 @@ class DivergenceCheck:
                 f"lower {lr_key} (now {lr:g})")
 
 
-def prepare_batch(x: Tensor, spec, augment: Augment | None = None,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """uint8 images -> normalised float32 in channels_last, optionally augmented in [0, 1]."""
-    x = x.float()
-    if augment is not None:
-        x = augment(x / 255, generator) * 255
-    return spec.normalize(x).contiguous(memory_format=torch.channels_last)
-
-
 def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: int, *,
           objective: Objective = cross_entropy, augment: Augment | None = None,
           after_step: Callable[[nn.Module], None] | None = None,
@@ -128,33 +116,3 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
     return model.eval()
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, spec, batch_size: int = 1000,
-            augment: Augment | None = None, seed: int = 0) -> Tensor:
-    """Logits for uint8 images `x`, computed in eval mode and in batches, on x's device."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    out = torch.cat([model(prepare_batch(x[i:i + batch_size], spec, augment, generator)).float()
-                     for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    accuracy: float
-    precision: tuple[float, ...]  # per class
-
-    def as_record(self) -> dict:
-        record = {"accuracy": self.accuracy}
-        record.update({f"precision_{c}": p for c, p in enumerate(self.precision)})
-        return record
-
-
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, spec, batch_size: int = 1000,
-             augment: Augment | None = None, seed: int = 0) -> Evaluation:
-    """Test accuracy and per-class precision of `model` on uint8 images `x`."""
-    pred = predict(model, x, spec, batch_size, augment, seed).argmax(1)
-    accuracy = (pred == y).float().mean().item()
-    return Evaluation(accuracy, per_class_precision(pred, y, len(spec.classes)))

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check
-from .errors import UserError
+from ..core.checks import check
+from ..core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from .errors import UserError
+from ..core.errors import UserError
 
 Explain = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, target) -> a [B,1,H,W]
 MODES = ("cascading", "independent")

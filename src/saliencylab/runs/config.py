@@ -18,36 +18,10 @@ import types
 import typing
 from importlib import resources
 
-from .errors import UserError
+from ..core.checks import check
+from ..core.errors import UserError
 
-
-MAX_EPOCHS = 10_000  # a bound against typos: 1000000000 epochs once had an ETA of 43,024 h
 SEED_RANGE = (0, 2**32 - 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How one model is trained. The learning rate is multiplied by `lr_decay` at each milestone epoch."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"  # sgd | adadelta
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_milestones: tuple[int, ...] = ()
-    lr_decay: float = 0.1
-    precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
-
-    def validate(self) -> None:
-        check(0 <= self.epochs <= MAX_EPOCHS, f"train.epochs must lie in [0, {MAX_EPOCHS}] (the "
-              f"longest preset trains 100), got {self.epochs}")
-        check(self.batch_size >= 1, "train.batch_size must be >= 1")
-        check(self.optimizer in ("sgd", "adadelta"), "train.optimizer must be sgd or adadelta")
-        check(self.lr > 0, "train.lr must be > 0")
-        check(self.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16")
-        check(all(0 < m <= self.epochs for m in self.lr_milestones),
-               "train.lr_milestones must be epochs within 1..train.epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,35 +50,13 @@ class RunOptions:
 SCHEDULING_KEYS = ("cpus_per_job", "gpus_per_job", "max_retries")  # not in the run hash
 
 
-def check(ok: bool, message: str) -> None:
-    """Raise a one-line UserError for an invalid config value unless `ok`."""
-    if not ok:
-        raise UserError(f"invalid config: {message}")
-
-
-def check_choice(value, choices, what: str) -> None:
-    """Raise a one-line UserError unless `value` is one of `choices`, listing them."""
-    check(value in choices, f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
-def check_unique(values, what: str) -> None:
-    """Reject repeated entries, which would compute the same job twice."""
-    repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
-    check(not repeated, f"{what} lists {', '.join(map(str, repeated))} more than once")
-
-
-def check_count(n: int | None, what: str) -> None:
-    """`n` images: None (all of them) or at least one."""
-    check(n is None or n >= 1, f"{what} must be at least 1, or none for all images; got {n}")
-
-
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
 def hashed_dict(config) -> dict:
     """The config as the run hash sees it: scheduling keys dropped, the device by its kind."""
-    from .device import device_kind
+    from ..core.device import device_kind
 
     values = to_dict(config)
     for key in SCHEDULING_KEYS:

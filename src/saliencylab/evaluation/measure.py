@@ -21,60 +21,23 @@ The checks of a request (`Settings.validate`, `check_selection`, `applicable`) a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from . import attribution
-from .attribution import MethodOptions
-from .attribution.base import restoring_modes
-from .config import check, check_choice, check_unique
-from .errors import NotApplicable, UserError, a_type
+from .. import attribution
+from ..attribution import MethodOptions
+from ..core.checks import check, check_choice, check_unique
+from ..core.errors import NotApplicable, UserError, a_type
+from ..core.modes import restoring_modes
+from ..removal import correctness, deletion_insertion, rank_pixels, road
 from .randomization import NO_LAYERS, layers_top_down, mprt
-from .removal import FILLS, correctness, deletion_insertion, rank_pixels, road
+from .settings import Settings
 
 METRIC_GROUPS = {"road": ("road_morf", "road_lerf", "road_gap"), "deletion": ("deletion",),
                  "insertion": ("insertion",), "mprt": ("mprt",),
                  "accuracy_drop": ("accuracy_drop",), "roar": ("roar",)}
 HIGHER_IS_BETTER = {"road_morf": False, "road_lerf": True, "road_gap": True, "deletion": False,
                     "insertion": True, "mprt": False, "accuracy_drop": False, "roar": False}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How each metric is computed (defaults: the papers')."""
-
-    road_percents: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
-    drop_percents: tuple[float, ...] = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
-    drop_fill: str = "corner"  # the SGT authors' evaluation fill
-    deletion_step: int | None = None  # pixels per step; None: one image row (RISE: 224 at 224)
-    insertion_canvas: str = "blur"  # blur (RISE) | black
-    mprt_images: int = 200  # images in the randomisation test
-    batch_size: int = 500
-
-    def validate(self) -> None:
-        check_percents(self.road_percents, "settings.road_percents", closed=False)
-        check_percents(self.drop_percents, "settings.drop_percents", closed=True)
-        check_choice(self.drop_fill, FILLS, "settings.drop_fill")
-        check_choice(self.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
-        counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size}
-        if self.deletion_step is not None:
-            counts["deletion_step"] = self.deletion_step
-        for key, value in counts.items():
-            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                  f"settings.{key} must be a whole number >= 1, got {value!r}")
-
-
-def check_percents(percents, what: str, closed: bool) -> None:
-    """At least two percentages, strictly increasing, in [0, 100] (`closed`) or (0, 100)."""
-    inside = lambda p: 0 <= p <= 100 if closed else 0 < p < 100  # noqa: E731
-    check(isinstance(percents, (tuple, list)) and len(percents) >= 2
-          and all(isinstance(p, (int, float)) and not isinstance(p, bool) and inside(p)
-                  for p in percents)
-          and all(a < b for a, b in zip(percents, percents[1:])),
-          f"{what} must be at least two percentages in {'[0, 100]' if closed else '(0, 100)'}, "
-          f"strictly increasing (no repeats), got {percents!r}")
 
 
 def check_selection(methods, metrics, metric_names=tuple(METRIC_GROUPS)) -> None:
@@ -111,7 +74,7 @@ def applicable(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, 
     method or metric to why it does not apply (a method that raises NotApplicable, such as a CAM
     method on a model without a conv layer; mprt on a model without parameters). A method
     whose maps are malformed (shape, non-finite values) is a UserError naming it."""
-    from .training import prepare_batch
+    from ..data.batches import prepare_batch
 
     xb, yb = prepare_batch(x[:2], spec), y[:2]
     usable, skipped = [], {}
@@ -140,8 +103,8 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, spec, methods, metrics, *,
     """Run every metric of the `metrics` groups for every method on uint8 images x (labels y),
     on x's device. Returns {"per_image": {metric: {method: array}}, "curves": {...},
     "mprt": {method: {mode: [{"layer", similarity: mean}]}}}."""
-    from .progress import steps
-    from .training import predict
+    from ..core.progress import steps
+    from ..data.batches import predict
 
     model.eval()
     wanted = {m for group in metrics for m in METRIC_GROUPS[group]}

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from .errors import UserError
+from ..core.errors import UserError
 
 Masks = dict[str, Tensor]
 

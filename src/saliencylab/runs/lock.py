@@ -20,7 +20,7 @@ import socket
 import stat
 from pathlib import Path
 
-from .errors import UserError
+from ..core.errors import UserError
 
 _HELD: dict[Path, int] = {}  # lock path -> file descriptor, for this process
 _HOLDER = re.compile(r"pid \d+ on host [\w.-]+")
@@ -70,7 +70,7 @@ class RunLock:
             raise UserError(f"{self.path.parent} is in use by another saliencylab process "
                             f"({holder}): wait for it to finish or stop it, then run again") from None
         if os.fstat(fd).st_size:
-            from .progress import warn
+            from ..core.progress import warn
 
             stale = _holder(fd)
             warn(f"taking over the stale lock of {self.path.parent} "

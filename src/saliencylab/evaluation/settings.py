@@ -1,0 +1,33 @@
+"""How each metric of `evaluate` is computed: `Settings`, the `settings.*` keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.checks import check, check_choice, check_percents
+from ..removal import FILLS
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each metric is computed (defaults: the papers')."""
+
+    road_percents: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # Rong et al. 2022
+    drop_percents: tuple[float, ...] = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    drop_fill: str = "corner"  # the SGT authors' evaluation fill
+    deletion_step: int | None = None  # pixels per step; None: one image row (RISE: 224 at 224)
+    insertion_canvas: str = "blur"  # blur (RISE) | black
+    mprt_images: int = 200  # images in the randomisation test
+    batch_size: int = 500
+
+    def validate(self) -> None:
+        check_percents(self.road_percents, "settings.road_percents", closed=False)
+        check_percents(self.drop_percents, "settings.drop_percents", closed=True)
+        check_choice(self.drop_fill, FILLS, "settings.drop_fill")
+        check_choice(self.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
+        counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size}
+        if self.deletion_step is not None:
+            counts["deletion_step"] = self.deletion_step
+        for key, value in counts.items():
+            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                  f"settings.{key} must be a whole number >= 1, got {value!r}")
