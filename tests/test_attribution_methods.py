@@ -11,13 +11,7 @@ from test_attribution import linear_model
 from torch import nn
 
 from saliencylab import attribution
-from saliencylab.attribution import (
-    METHODS,
-    MethodOptions,
-    make_method,
-    method_names,
-    register,
-)
+from saliencylab.attribution import METHODS, MethodOptions, make_method, method_names, register
 from saliencylab.core.errors import UserError
 from saliencylab.models.registry import build_model
 

@@ -7,15 +7,7 @@ import pytest
 import torch
 
 from saliencylab.protocols import roar
-from saliencylab.runs.contents import (
-    FRACTION,
-    Either,
-    Items,
-    Number,
-    Tensor,
-    problem,
-    tensors_like,
-)
+from saliencylab.runs.contents import FRACTION, Either, Items, Number, Tensor, problem, tensors_like
 from saliencylab.runs.store import Layout, RunStore, save_verified
 
 RECORD = {"method": "gradient", "threshold": 50.0, "seed": 0, "accuracy": FRACTION,

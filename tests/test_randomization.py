@@ -5,13 +5,7 @@ import pytest
 import torch
 
 from saliencylab.attribution import make_method
-from saliencylab.evaluation.randomization import (
-    layers_top_down,
-    mprt,
-    similarities,
-    spearman,
-    ssim,
-)
+from saliencylab.evaluation.randomization import layers_top_down, mprt, similarities, spearman, ssim
 from saliencylab.evaluation.statistics import bootstrap_ci, kendall_tau
 from saliencylab.models.registry import build_model
 

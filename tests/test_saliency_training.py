@@ -8,13 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from damage import (
-    copy_run,
-    edit_record,
-    flip_a_byte,
-    into_a_directory,
-    rewrite_verified,
-)
+from damage import copy_run, edit_record, flip_a_byte, into_a_directory, rewrite_verified
 
 from saliencylab import cli
 from saliencylab.attribution import make_method

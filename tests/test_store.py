@@ -22,13 +22,7 @@ from saliencylab.core.errors import UserError
 from saliencylab.protocols import roar
 from saliencylab.runs import config as cfg
 from saliencylab.runs.contents import Tensor
-from saliencylab.runs.store import (
-    RunStore,
-    atomic_write,
-    load_verified,
-    quarantine,
-    save_verified,
-)
+from saliencylab.runs.store import RunStore, atomic_write, load_verified, quarantine, save_verified
 
 TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
         "thresholds=0,50", "methods=random,gradient"]

@@ -6,13 +6,7 @@ from pathlib import Path
 
 from ..core.device import describe
 from ..evaluation.statistics import mean_std
-from ..runs.report import (
-    failures_section,
-    fmt_mean_std,
-    markdown_table,
-    save_figure,
-    write_csv,
-)
+from ..runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
 from ..runs.store import RunStore, atomic_write_text
 from .pruning import COLUMNS, PruneConfig, level_name
 

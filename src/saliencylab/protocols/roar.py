@@ -31,20 +31,8 @@ from ..removal import FILLS, fill, rank_pixels, removal_mask
 from ..runs.config import RunOptions, config_hash, from_dict
 from ..runs.contents import FRACTION, Tensor, model_state_spec
 from ..runs.executor import ExecOptions, Job, run_jobs
-from ..runs.report import (
-    errorbar_plot,
-    failures_section,
-    fmt_mean_std,
-    markdown_table,
-    write_csv,
-)
-from ..runs.store import (
-    Layout,
-    RunStore,
-    atomic_write_text,
-    load_verified,
-    read_finished,
-)
+from ..runs.report import errorbar_plot, failures_section, fmt_mean_std, markdown_table, write_csv
+from ..runs.store import Layout, RunStore, atomic_write_text, load_verified, read_finished
 from ..training.config import TrainConfig
 from ..training.loop import train
 

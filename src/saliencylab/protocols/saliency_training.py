@@ -27,25 +27,12 @@ from ..evaluation.classification import evaluate
 from ..models.vit import VitConfig, build_deit
 from ..removal import FILLS
 from ..runs.config import RunOptions, to_dict
-from ..runs.contents import (
-    FRACTION,
-    Either,
-    Items,
-    Number,
-    Tensor,
-    model_state_spec,
-    tensors_like,
-)
+from ..runs.contents import FRACTION, Either, Items, Number, Tensor, model_state_spec, tensors_like
 from ..runs.executor import ExecOptions, Job, JobOutput, run_jobs
 from ..runs.store import Layout, RunStore, load_verified, save_verified
 from ..training.config import TrainConfig
 from ..training.loop import lr_at, make_optimizer, train
-from ..training.objectives import (
-    OBJECTIVES,
-    ObjectiveConfig,
-    k_stats_of,
-    make_objective,
-)
+from ..training.objectives import OBJECTIVES, ObjectiveConfig, k_stats_of, make_objective
 
 PROTOCOL = "sgt"
 

@@ -11,13 +11,7 @@ from .. import data
 from ..core.device import describe
 from ..evaluation.statistics import mean_std
 from ..removal import count_removed
-from ..runs.report import (
-    failures_section,
-    fmt_mean_std,
-    markdown_table,
-    save_figure,
-    write_csv,
-)
+from ..runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
 from ..runs.store import RunStore, atomic_write_text
 from .saliency_training import load_model, model_artifact, pixels_of, train_size
 from .sgt_eval import method_maps

@@ -17,13 +17,7 @@ from ..runs.config import apply_sets, from_dict, load_preset, preset_names
 from ..runs.executor import ExecOptions
 from ..runs.report import save_figure, write_csv
 from ..training.objectives import OBJECTIVES, SGT, ObjectiveConfig
-from .saliency_training import (
-    PROTOCOL,
-    SaliencyTrainingConfig,
-    load_model,
-    model_artifact,
-    run,
-)
+from .saliency_training import PROTOCOL, SaliencyTrainingConfig, load_model, model_artifact, run
 
 
 def train_config(objective: str, dataset: str, preset: str | None, seed: int,
