@@ -1,9 +1,9 @@
 """The front door (issue 14): `saliencylab --help`, every command's `--help` and `--version`."""
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import saliencylab
 from saliencylab.cli import COMMANDS, TOOLS, main

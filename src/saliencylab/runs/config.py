@@ -13,10 +13,11 @@ import difflib
 import hashlib
 import json
 import math
-import tomllib
 import types
 import typing
 from importlib import resources
+
+import tomllib
 
 from ..core.checks import check
 from ..core.errors import UserError
