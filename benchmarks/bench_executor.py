@@ -13,10 +13,11 @@ import tempfile
 import time
 
 from saliencylab import data
-from saliencylab.evaluation.classification import evaluate
+from saliencylab.evaluation.classification import classify
 from saliencylab.models.registry import build_model
 from saliencylab.protocols.roar import RoarConfig
-from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.executor import run_jobs
+from saliencylab.runs.jobs import ExecOptions, Job
 from saliencylab.runs.store import RunStore
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
@@ -33,7 +34,7 @@ def small_job(seed: int, epochs: int, *, progress: bool, dataset) -> dict:
     model = build_model("lenet", dataset.spec.shape, 10)
     train(model, dataset.x_train, dataset.y_train, dataset.spec,
           TrainConfig(epochs=epochs, batch_size=32, lr=0.01), seed, progress=False)
-    return {"seed": seed, "accuracy": evaluate(model, dataset.x_test, dataset.y_test, dataset.spec).accuracy}
+    return {"seed": seed, "accuracy": classify(model, dataset.x_test, dataset.y_test, dataset.spec).accuracy}
 
 
 def run(executor: str, jobs: int, epochs: int) -> float:

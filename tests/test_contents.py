@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
+from saliencylab.core.contents import FRACTION, Either, Items, Number, Tensor, problem, tensors_like
 from saliencylab.protocols import roar
-from saliencylab.runs.contents import FRACTION, Either, Items, Number, Tensor, problem, tensors_like
-from saliencylab.runs.store import Layout, RunStore, save_verified
+from saliencylab.runs.files import save_verified
+from saliencylab.runs.store import Layout, RunStore
 
 RECORD = {"method": "gradient", "threshold": 50.0, "seed": 0, "accuracy": FRACTION,
           "scores": {"gradient": Items(Number(0, 100), 3), "random": Items(Number(0, 100), 3)}}

@@ -8,7 +8,9 @@ from saliencylab import cli, data
 from saliencylab.core import device
 from saliencylab.core.errors import UserError
 from saliencylab.protocols import roar
+from saliencylab.protocols.roar import protocol as roar_protocol
 from saliencylab.runs import config as cfg
+from saliencylab.runs.runner import run_protocol_job
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -135,7 +137,7 @@ def test_the_device_flag_is_listed_by_every_command(capsys):
 
 
 def recording_train(devices):
-    real = roar.train
+    real = roar_protocol.train
 
     def train(model, x, y, spec, *args, **kwargs):
         devices.append((next(model.parameters()).device.type, x.device.type, y.device.type))
@@ -151,9 +153,10 @@ def roar_job_devices(monkeypatch, device: str) -> list:
     ranking = {"train": torch.zeros(64, 64, dtype=torch.int16),
                "test": torch.zeros(32, 64, dtype=torch.int16)}
     devices = []
-    monkeypatch.setattr(roar, "train", recording_train(devices))
-    record = roar.roar_job(config, "random", 50.0, 0, progress=False, dataset=ds, ranking=ranking)
-    assert 0 <= record["accuracy"] <= 1
+    monkeypatch.setattr(roar_protocol, "train", recording_train(devices))
+    output = run_protocol_job(roar.ROAR, config, "random", 50.0, 0, progress=False, dataset=ds,
+                              ranking=ranking)
+    assert 0 <= output.record["accuracy"] <= 1 and output.ran_on.startswith(device)
     return devices
 
 

@@ -242,7 +242,7 @@ def test_mprt_randomises_a_bare_parameter_and_one_method_says_why_tau_is_missing
 
 
 def test_kendall_tau_says_why_it_cannot_be_computed():  # K7
-    from saliencylab.protocols.evaluate_report import agreement
+    from saliencylab.protocols.evaluate.report import agreement
 
     table = {"road_morf": {"a": {0: 10.0}, "b": {0: 20.0}, "c": {0: 30.0}},
              "deletion": {"a": {0: 0.1}, "b": {0: 0.3}, "c": {0: 0.2}},
@@ -383,7 +383,7 @@ def test_a_report_without_any_finished_seed_says_so_not_nan(tmp_path, monkeypatc
     def fails(*args, **kwargs):
         raise RuntimeError("planted")
 
-    monkeypatch.setattr(ev, "evaluate_job", fails)
+    monkeypatch.setattr(ev.EVALUATE, "run_job", fails)
     run_dir = ev.run(tiny_config("metrics=road"), str(tmp_path), "tiny")
     report = (run_dir / "report.md").read_text()
     assert "no seed finished" in report and "nan" not in report

@@ -2,6 +2,7 @@
 --workers, workers that die with their parent, Ctrl-C that keeps what finishes, a killed
 worker retried, a diverged training stopping only its own job."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +15,12 @@ import pytest
 import torch
 
 from saliencylab import cli
+from saliencylab.core.contents import FRACTION
 from saliencylab.core.errors import TrainingDiverged
 from saliencylab.protocols import roar
-from saliencylab.runs.contents import FRACTION
-from saliencylab.runs.executor import ExecOptions, Job, JobOutput, run_jobs
-from saliencylab.runs.store import Layout, RunStore
+from saliencylab.runs.executor import run_jobs
+from saliencylab.runs.jobs import ExecOptions, Job, JobOutput
+from saliencylab.runs.store import Layout, RunStore, read_failures
 
 HERE = Path(__file__).parent
 
@@ -47,7 +49,7 @@ def test_a_failing_job_is_reported_in_one_line_and_the_others_are_kept(tmp_path,
     store = store_for(tmp_path)
     jobs = [Job(f"job-{x}", maybe_diverge, (x,)) for x in range(4)]
     outcome = run_jobs(store, jobs, options=ExecOptions(workers=workers), describe=str)
-    assert list(outcome.failed) == ["job-2"] and "lower train.lr" in outcome.failed["job-2"]
+    assert list(outcome.failed) == ["job-2"] and "lower train.lr" in outcome.failed["job-2"].reason
     assert sorted(r["x"] for r in store.records()) == [0, 1, 3]
     err = capsys.readouterr().err
     assert "saliencylab: job job-2 failed: job-2: training diverged" in err
@@ -120,7 +122,8 @@ def test_a_diverged_roar_base_model_stops_the_run_in_one_line(tmp_path, capsys):
 POOL = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {here!r})
-    from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+    from saliencylab.runs.executor import run_jobs
+    from saliencylab.runs.jobs import ExecOptions, Job
     from saliencylab.protocols.roar import RoarConfig
     from saliencylab.runs.store import RunStore
     import executor_jobs
@@ -199,7 +202,77 @@ def test_a_record_the_store_refuses_fails_its_job_alone(tmp_path, capsys):
     store = RunStore(tmp_path, "t", roar.RoarConfig(device="cpu"), Layout(specs))
     jobs = [Job(f"job-{x}", nan_record, (x,)) for x in range(3)]
     outcome = run_jobs(store, jobs, describe=str)
-    assert list(outcome.failed) == ["job-1"] and "accuracy" in outcome.failed["job-1"]
+    assert list(outcome.failed) == ["job-1"] and "accuracy" in outcome.failed["job-1"].reason
     assert sorted(r["x"] for r in store.records()) == [0, 2]
     assert "Traceback" not in capsys.readouterr().err
     store.close()
+
+
+def buggy(x: int, *, progress: bool) -> dict:
+    return {"x": [1, 2][x]}  # an IndexError for x = 5: a bug of ours, not bad input
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_json_keeps_the_whole_traceback_of_a_failing_job(tmp_path, workers):
+    """The terminal gets one line; failed.json keeps the traceback, down to the failing line,
+    from a worker process too (issue 15)."""
+    store = store_for(tmp_path)
+    run_jobs(store, [Job("job-0", buggy, (0,)), Job("job-5", buggy, (5,))],
+             options=ExecOptions(workers=workers), describe=str)
+    failed = json.loads((store.dir / "failed.json").read_text())
+    assert list(failed) == ["job-5"] and failed["job-5"]["reason"] == "IndexError: list index out of range"
+    trace = failed["job-5"]["traceback"]
+    assert "Traceback" in trace and "in buggy" in trace and 'return {"x": [1, 2][x]}' in trace
+    assert read_failures(store.dir) == {"job-5": "IndexError: list index out of range"}
+    store.close()
+
+
+def test_debug_runs_here_and_raises_the_first_failure(tmp_path):
+    store = store_for(tmp_path)
+    jobs = [Job("job-0", buggy, (0,)), Job("job-5", buggy, (5,)), Job("job-1", buggy, (1,))]
+    with pytest.raises(IndexError):
+        run_jobs(store, jobs, options=ExecOptions(workers=2, debug=True), describe=str)
+    assert [r["x"] for r in store.records()] == [1]  # job-0 stored, job-1 never started
+    assert "job-5" in json.loads((store.dir / "failed.json").read_text())
+    store.close()
+
+
+MODEL_WITH_A_BUG = """
+import torch
+
+
+class Buggy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("a planted bug")
+        return self.fc(x.flatten(1))
+
+
+def build():
+    return Buggy()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_on_the_command_line_shows_the_traceback(tmp_path, debug):
+    """A bug inside a job: one line and exit 3, its traceback in failed.json; with `--debug`
+    the job runs in the driver and its traceback reaches the terminal."""
+    (tmp_path / "buggy.py").write_text(MODEL_WITH_A_BUG)
+    command = [sys.executable, "-m", "saliencylab.cli", "evaluate", "--preset", "evaluate-quick",
+               "--model", f"{tmp_path / 'buggy.py'}:build", "--out", str(tmp_path / "runs"),
+               "--workers", "2", "--set", "seeds=0,1", "--set", "n_test=20",
+               "--set", "methods=gradient", "--set", "metrics=road"] + (["--debug"] if debug else [])
+    result = subprocess.run(command, capture_output=True, text=True)
+    failed = json.loads(next((tmp_path / "runs").iterdir()).joinpath("failed.json").read_text())
+    assert "a planted bug" in failed["seed0"]["traceback"] and "in forward" in failed["seed0"]["traceback"]
+    if debug:
+        assert result.returncode == 1 and list(failed) == ["seed0"]
+        assert "Traceback" in result.stderr and "RuntimeError: a planted bug" in result.stderr
+    else:
+        assert result.returncode == 3 and sorted(failed) == ["seed0", "seed1"]
+        assert "Traceback" not in result.stderr
+        assert "job seed0 failed: RuntimeError: a planted bug" in result.stderr

@@ -22,7 +22,8 @@ DRIVER = textwrap.dedent("""
         time.sleep(delay)
     if __name__ == "__main__":
         from saliencylab.core import progress
-        from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+        from saliencylab.runs.executor import run_jobs
+        from saliencylab.runs.jobs import ExecOptions, Job
         from saliencylab.protocols.roar import RoarConfig
         from saliencylab.runs.store import RunStore
         import executor_jobs

@@ -8,8 +8,9 @@ from torch import nn
 
 from saliencylab.data import DataSpec
 from saliencylab.models.registry import build_model
-from saliencylab.protocols import saliency_training as st
-from saliencylab.protocols import sgt_eval
+from saliencylab.protocols import sgt as st
+from saliencylab.protocols.sgt.config import AUTHORS_OPTIONS
+from saliencylab.protocols.sgt.drop_test import drop_test
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
 from saliencylab.training.objectives import (
@@ -215,9 +216,9 @@ def test_planted_block_model_has_lower_auc_than_rankings_that_ignore_the_block()
     ds = type("DS", (), {"x_test": x, "y_test": y, "spec": SPEC})()
 
     def evaluate(method="gradient", fill="uniform", **eval_fields):
-        config = st.SaliencyTrainingConfig(eval=st.EvalConfig(methods=(method,), fills=(fill,),
+        config = st.SaliencyTrainingConfig(eval=st.DropTestConfig(methods=(method,), fills=(fill,),
                                                                **eval_fields))
-        record = sgt_eval.evaluate_model(config, planted, ds)
+        record = drop_test(config, planted, ds)
         return record["accuracy"], record["curves"][method][fill], record["auc"][method][fill]
 
     accuracy, curve, faithful = evaluate()
@@ -235,10 +236,10 @@ def test_the_multi_method_evaluation_gives_one_auc_per_method_and_fill():
     ds = type("DS", (), {"x_test": x, "y_test": torch.randint(0, 10, (60,), generator=g),
                          "spec": SPEC})()
     methods, fills = ("gradient", "deeplift", "random"), ("corner", "mean")
-    config = st.SaliencyTrainingConfig(eval=st.EvalConfig(
+    config = st.SaliencyTrainingConfig(eval=st.DropTestConfig(
         methods=methods, fills=fills,
-        attribution=st.AUTHORS_OPTIONS.__class__(baseline="uniform", shap_baselines=2)))
-    record = sgt_eval.evaluate_model(config, model, ds)
+        attribution=AUTHORS_OPTIONS.__class__(baseline="uniform", shap_baselines=2)))
+    record = drop_test(config, model, ds)
     for key in ("auc", "auc_0_90"):
         assert set(record[key]) == set(methods)
         assert all(set(record[key][m]) == set(fills) for m in methods)

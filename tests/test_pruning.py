@@ -10,11 +10,13 @@ from damage import copy_run, flip_a_byte, into_a_directory, rewrite_verified
 from torch import nn
 
 from saliencylab import attribution, data, models
+from saliencylab.attribution.maps import normalize_maps
 from saliencylab.cli import main
 from saliencylab.evaluation.localisation import soft_iou
-from saliencylab.protocols import pruning as protocol
+from saliencylab.protocols import prune as pruning
+from saliencylab.protocols.prune import protocol
 from saliencylab.runs import config as cfg
-from saliencylab.runs.executor import ExecOptions
+from saliencylab.runs.jobs import ExecOptions
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.pruning import (
     GlobalMagnitude,
@@ -39,7 +41,7 @@ TINY = ["n_train=256", "n_test=64", "levels=3", "pretrain.epochs=2", "retrain.ep
 
 
 def tiny_config(*extra):
-    return cfg.apply_sets(cfg.load_preset("prune", "prune-quick", protocol.PruneConfig()),
+    return cfg.apply_sets(cfg.load_preset("prune", "prune-quick", pruning.PruneConfig()),
                           TINY + list(extra))
 
 
@@ -65,7 +67,7 @@ def digits():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One uninterrupted tiny run, shared by the tests that only read it."""
-    return protocol.run(tiny_config(), str(tmp_path_factory.mktemp("runs")), "tiny")
+    return pruning.run(tiny_config(), str(tmp_path_factory.mktemp("runs")), "tiny")
 
 
 # masks ------------------------------------------------------------------------------------
@@ -203,7 +205,7 @@ def test_normalize_maps_relu_and_min_max_per_image():
     b = torch.tensor([[2.0, 4.0], [4.0, 6.0]]).view(1, 1, 2, 2)
     zero = torch.zeros(1, 1, 2, 2)
     constant = torch.full((1, 1, 2, 2), 5.0)
-    out = protocol.normalize_maps(torch.cat([a, b, zero, constant]))
+    out = normalize_maps(torch.relu(torch.cat([a, b, zero, constant])))
     assert torch.allclose(out[0, 0], torch.tensor([[0.0, 0.0], [1 / 3, 1.0]]))
     assert torch.allclose(out[1, 0], torch.tensor([[0.0, 0.5], [0.5, 1.0]]))
     assert torch.all(out[2:] == 0)
@@ -241,7 +243,7 @@ def test_heatmaps_are_normalised_gradcam_plus_plus_of_the_predicted_class(digits
     maps = protocol.heatmaps(explainer, model, x, digits.spec, batch_size=5)
     xn = digits.spec.normalize(x)
     target = model(xn).argmax(1)
-    expected = protocol.normalize_maps(explainer.attribute(model, xn, target))
+    expected = normalize_maps(torch.relu(explainer.attribute(model, xn, target)))
     assert maps.shape == (16, 1, 8, 8)
     assert torch.allclose(maps, expected, atol=1e-6)
     assert maps.min() >= 0 and maps.max() <= 1
@@ -288,9 +290,9 @@ def test_interrupted_chain_resumes_at_the_next_level_with_the_same_results(tiny_
 
     monkeypatch.setattr(protocol, "retrain_level", interrupted_at_level_3)
     with pytest.raises(KeyboardInterrupt):
-        protocol.run(config, str(tmp_path), "tiny")
+        pruning.run(config, str(tmp_path), "tiny")
     run_dir = next(tmp_path.iterdir())
-    stored = sorted(p.name for p in (run_dir / "artifacts" / "seed333").glob("*.pt"))
+    stored = sorted(p.name for p in (run_dir / "checkpoints" / "seed333").glob("*.pt"))
     assert stored == ["level00.pt", "level01.pt", "level02.pt", "rewind.pt"]
     assert not list(run_dir.rglob("*.tmp")) and not list((run_dir / "jobs").iterdir())
     assert calls == [1, 2]
@@ -298,14 +300,14 @@ def test_interrupted_chain_resumes_at_the_next_level_with_the_same_results(tiny_
     calls.clear()
     monkeypatch.setattr(protocol, "retrain_level", lambda *a: calls.append(a[5]) or real(*a))
     monkeypatch.setattr(protocol, "pretrain", lambda *a: pytest.fail("level 0 ran again"))
-    assert protocol.run(config, str(tmp_path), "tiny") == run_dir
+    assert pruning.run(config, str(tmp_path), "tiny") == run_dir
     assert calls == [3]
     assert read_results(run_dir) == read_results(tiny_run)
 
 
 def test_rewind_epoch_zero_rewinds_to_the_initial_weights(tmp_path):
     config = tiny_config("levels=1", "rewind_epoch=0", "n_heatmaps=8")
-    run_dir = protocol.run(config, str(tmp_path), "tiny")
+    run_dir = pruning.run(config, str(tmp_path), "tiny")
     stored = torch.load(run_dir / "artifacts" / "seed333" / "rewind.pt")
     torch.manual_seed(333)
     init = models.build_model("tiny_cnn", (1, 8, 8), 10).state_dict()
@@ -317,8 +319,8 @@ def test_rewind_epoch_zero_rewinds_to_the_initial_weights(tmp_path):
 def test_nested_tuple_fields_can_be_set():
     config = tiny_config("retrain.lr_milestones=5,8")
     assert config.retrain.lr_milestones == (5, 8)
-    mnist = cfg.load_preset("prune", "prune-mnist", protocol.PruneConfig())
-    assert mnist == protocol.PruneConfig()  # the defaults are the paper protocol
+    mnist = cfg.load_preset("prune", "prune-mnist", pruning.PruneConfig())
+    assert mnist == pruning.PruneConfig()  # the defaults are the paper protocol
     assert mnist.pretrain.lr_milestones == (8,) and mnist.levels == 25
 
 
@@ -349,8 +351,8 @@ def test_expected_remaining_matches_the_closed_form_to_rounding():
 
 def test_seeds_in_parallel_workers_give_the_same_results_as_in_process(tmp_path):
     config = tiny_config("levels=1", "seeds=333,334", "n_heatmaps=16")
-    serial = protocol.run(config, str(tmp_path / "serial"), "tiny", options=ExecOptions(workers=1))
-    parallel = protocol.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
+    serial = pruning.run(config, str(tmp_path / "serial"), "tiny", options=ExecOptions(workers=1))
+    parallel = pruning.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
     assert [r["seed"] for r in read_results(serial)] == ["333", "333", "334", "334"]
 
@@ -369,7 +371,7 @@ def test_a_damaged_level_file_is_quarantined_and_its_level_computed_again(tiny_r
     run_dir = copy_run(tiny_run, tmp_path)
     level = run_dir / "artifacts" / "seed333" / "level01.pt"
     damage(level)
-    assert protocol.run(tiny_config(), str(tmp_path / "runs"), "tiny") == run_dir
+    assert pruning.run(tiny_config(), str(tmp_path / "runs"), "tiny") == run_dir
     err = capsys.readouterr().err
     assert f"{level} " in err and "computed again" in err
     assert (run_dir / "corrupt" / "artifacts" / "seed333" / "level01.pt").exists()
@@ -383,6 +385,6 @@ def test_an_edited_chain_record_is_quarantined_and_recomputed(tiny_run, tmp_path
     data = json.loads(victim.read_text())
     data["record"]["levels"][2]["accuracy"] = 1.5
     victim.write_text(json.dumps(data))
-    protocol.run(tiny_config(), str(tmp_path / "runs"), "tiny")
+    pruning.run(tiny_config(), str(tmp_path / "runs"), "tiny")
     assert "record.levels[2].accuracy is 1.5, not a finite number in [0, 1]" in capsys.readouterr().err
     assert read_results(run_dir) == read_results(tiny_run)

@@ -12,7 +12,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'saliencylab[ray]'")
 
 from saliencylab.protocols import roar  # noqa: E402
-from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.executor import run_jobs
+from saliencylab.runs.jobs import ExecOptions, Job
 from saliencylab.runs.store import RunStore
 
 HERE = Path(__file__).parent
@@ -55,7 +56,7 @@ def test_a_failing_job_on_ray_is_one_line_and_the_others_are_kept(tmp_path):
     outcome = run_jobs(store, [Job(f"job-{x}", maybe_diverge, (x,)) for x in range(4)],
                        options=RAY, describe=str)
     assert list(outcome.failed) == ["job-2"]
-    assert outcome.failed["job-2"].startswith("job-2: training diverged")
+    assert outcome.failed["job-2"].reason.startswith("job-2: training diverged")
     assert sorted(r["x"] for r in store.records()) == [0, 1, 3]
     store.close()
 

@@ -8,9 +8,10 @@ from saliencylab.data import DataSpec
 from saliencylab.removal import (
     auc,
     count_removed,
-    deletion_insertion,
+    deletion,
     fill,
     fill_uniform_in_range,
+    insertion,
     linear_impute,
     noisy_linear_impute,
     rank_pixels,
@@ -206,12 +207,11 @@ def test_road_a_map_marking_the_block_beats_a_random_map():
 
 def test_deletion_and_insertion_reward_a_map_marking_the_block():
     model, x, y, marks, random_map = planted()
-    ours = deletion_insertion(model, x, y, SPEC, rank_pixels(marks))
-    other = deletion_insertion(model, x, y, SPEC, rank_pixels(random_map))
-    assert ours["deletion"].shape == (200, 9)  # 8 rows of 8 pixels, plus the start
-    assert ours["deletion_auc"].mean() < other["deletion_auc"].mean() - 0.1
+    ours, other = rank_pixels(marks), rank_pixels(random_map)
+    curve, area = deletion(model, x, y, SPEC, ours)
+    assert curve.shape == (200, 9)  # 8 rows of 8 pixels, plus the start
+    assert area.mean() < deletion(model, x, y, SPEC, other)[1].mean() - 0.1
     # the blurred canvas already carries some of the block, so the gap is smaller there
-    assert ours["insertion_auc"].mean() > other["insertion_auc"].mean() + 0.03
-    black = deletion_insertion(model, x, y, SPEC, rank_pixels(marks), canvas="black")
-    black_other = deletion_insertion(model, x, y, SPEC, rank_pixels(random_map), canvas="black")
-    assert black["insertion_auc"].mean() > black_other["insertion_auc"].mean() + 0.1
+    assert insertion(model, x, y, SPEC, ours)[1].mean() > insertion(model, x, y, SPEC, other)[1].mean() + 0.03
+    black = insertion(model, x, y, SPEC, ours, canvas="black")[1]
+    assert black.mean() > insertion(model, x, y, SPEC, other, canvas="black")[1].mean() + 0.1

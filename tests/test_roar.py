@@ -14,7 +14,8 @@ import torch
 
 from saliencylab.protocols import roar
 from saliencylab.runs import config as cfg
-from saliencylab.runs.executor import ExecOptions
+from saliencylab.runs.jobs import ExecOptions
+from saliencylab.runs.runner import data_of
 
 TINY = ["n_train=240", "n_test=120", "train.epochs=1", "train.lr=0.05", "seeds=0,1",
         "thresholds=0,50", "methods=random,gradient"]
@@ -49,7 +50,7 @@ def test_roar_run_writes_results_report_and_plot(tmp_path):
 def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path):
     config = tiny_config()
     run_dir = roar.run(config, str(tmp_path), "tiny")
-    ds = roar.load_data(config, None)
+    ds = data_of(config, None)
     ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
     assert ranking["train"].shape == (240, 64) and ranking["test"].shape == (120, 64)
     x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
@@ -65,15 +66,15 @@ def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path)
 def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
     config = tiny_config()
     calls = []
-    real_job = roar.roar_job
+    real_job = roar.ROAR.run_job
 
-    def interrupted_after_two(*args, **kwargs):
+    def interrupted_after_two(*args, **kwargs):  # (config, ds, method, threshold, seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(args[1:4])
+        calls.append(args[2:5])
         return real_job(*args, **kwargs)
 
-    monkeypatch.setattr(roar, "roar_job", interrupted_after_two)
+    monkeypatch.setattr(roar.ROAR, "run_job", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
         roar.run(config, str(tmp_path / "a"), "tiny")
     run_dir = next((tmp_path / "a").iterdir())
@@ -81,7 +82,7 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.csv").exists()
 
     calls.clear()
-    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: calls.append(a[1:4]) or real_job(*a, **k))
+    monkeypatch.setattr(roar.ROAR, "run_job", lambda *a, **k: calls.append(a[2:5]) or real_job(*a, **k))
     roar.run(config, str(tmp_path / "a"), "tiny")
     assert len(calls) == 4  # only the unfinished jobs ran
     fresh = roar.run(config, str(tmp_path / "b"), "tiny")
@@ -122,7 +123,7 @@ def test_kar_removes_the_least_important_pixels(tmp_path):
     config = tiny_config("kar=true", "seeds=0", "methods=gradient")
     run_dir = roar.run(config, str(tmp_path), "tiny")
     assert "KAR (keep and retrain)" in (run_dir / "report.md").read_text()
-    ds = roar.load_data(config, None)
+    ds = data_of(config, None)
     ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
     x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
     most_important = ranking["test"][:, :32].long()

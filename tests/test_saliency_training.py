@@ -13,9 +13,13 @@ from damage import copy_run, edit_record, flip_a_byte, into_a_directory, rewrite
 from saliencylab import cli
 from saliencylab.attribution import make_method
 from saliencylab.models.vit import DeiT, VitConfig, load_pretrained
-from saliencylab.protocols import saliency_training as st
-from saliencylab.protocols import sgt_eval, sgt_tools
+from saliencylab.protocols import sgt as st
+from saliencylab.protocols.sgt import protocol as sgt_protocol
+from saliencylab.protocols.sgt import tools as sgt_tools
+from saliencylab.protocols.sgt import training
 from saliencylab.runs import config as cfg
+from saliencylab.runs.checkpoints import Checkpoints
+from saliencylab.runs.runner import data_of
 
 torch.set_num_threads(1)
 TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
@@ -25,6 +29,12 @@ TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_imag
 def tiny_config(*extra):
     return cfg.apply_sets(cfg.load_preset("sgt", "smoot-quick", st.SaliencyTrainingConfig()),
                           TINY + list(extra))
+
+
+def checkpoints(folder: Path, key: str = "smoot-s0") -> Checkpoints:
+    """A job's checkpoints in a run directory `folder` (made here)."""
+    (folder / "artifacts").mkdir(parents=True, exist_ok=True)
+    return Checkpoints(folder, key)
 
 
 def read_results(run_dir: Path) -> list[dict]:
@@ -64,43 +74,48 @@ def test_sgt_run_writes_table_curves_maps_and_k_plots(tmp_path):
 
 def test_smoot_k_survives_a_save_and_resume(tmp_path):
     config = tiny_config("train.epochs=2")
-    ds = st.load_data(config, None)
-    whole, obj_whole, hist_whole = st.train_model(config, ds, "smoot", 0, tmp_path / "a.pt",
-                                                  progress=False)
+    ds = data_of(config, None)
+    whole, obj_whole, hist_whole = training.train_model(config, ds, "smoot", 0,
+                                                        checkpoints(tmp_path / "a"), progress=False)
     # stop after one epoch, then resume from the checkpoint
     first = cfg.apply_sets(config, ["train.epochs=1"])
-    _, obj_first, _ = st.train_model(first, ds, "smoot", 0, tmp_path / "b.pt", progress=False)
+    _, obj_first, _ = training.train_model(first, ds, "smoot", 0, checkpoints(tmp_path / "b"),
+                                           progress=False)
     k_after_one = obj_first.K.clone()
     assert (k_after_one != 32).any()  # K started at 32 of the 64 pixels and moved
-    resumed_model, obj_resumed, hist = st.train_model(config, ds, "smoot", 0, tmp_path / "b.pt",
-                                                      progress=False)
+    resumed_model, obj_resumed, hist = training.train_model(config, ds, "smoot", 0,
+                                                            checkpoints(tmp_path / "b"),
+                                                            progress=False)
     assert hist["epoch"] == 2 and len(hist["k_median"]) == 2
     assert hist["k_median"] == hist_whole["k_median"]
     assert torch.equal(obj_resumed.K, obj_whole.K)
     for key, value in whole.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[key], value)
     # a finished checkpoint is loaded, not retrained
-    _, obj_again, _ = st.train_model(config, ds, "smoot", 0, tmp_path / "b.pt", progress=False)
+    _, obj_again, _ = training.train_model(config, ds, "smoot", 0, checkpoints(tmp_path / "b"),
+                                           progress=False)
     assert torch.equal(obj_again.K, obj_whole.K)
 
 
 def test_run_stopped_during_evaluation_resumes_without_retraining(tmp_path, monkeypatch):
     config = tiny_config("objectives=smoot")
-    real_evaluate, real_train = sgt_eval.evaluate_model, st.train_model
+    real_test, real_train = sgt_protocol.drop_test, sgt_protocol.train_model
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sgt_eval, "evaluate_model", interrupted)
+    monkeypatch.setattr(sgt_protocol, "drop_test", interrupted)
     with pytest.raises(KeyboardInterrupt):
         st.run(config, str(tmp_path / "a"), "tiny")
     run_dir = next((tmp_path / "a").iterdir())
-    assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists()
-    assert not list((run_dir / "artifacts").glob("checkpoint-*"))  # superseded by the model
-    monkeypatch.setattr(sgt_eval, "evaluate_model", real_evaluate)
-    monkeypatch.setattr(st, "train_model", lambda *a, **k: pytest.fail("retrained"))
+    kept = run_dir / "checkpoints" / "smoot-s0"
+    assert (kept / "trained.pt").exists() and (kept / "training.pt").exists()
+    assert not (run_dir / "artifacts" / "model-smoot-s0.pt").exists()  # the driver stores it
+    monkeypatch.setattr(sgt_protocol, "drop_test", real_test)
+    monkeypatch.setattr(sgt_protocol, "train_model", lambda *a, **k: pytest.fail("retrained"))
     st.run(config, str(tmp_path / "a"), "tiny")
-    monkeypatch.setattr(st, "train_model", real_train)
+    assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists() and not kept.exists()
+    monkeypatch.setattr(sgt_protocol, "train_model", real_train)
     fresh = st.run(config, str(tmp_path / "b"), "tiny")
     assert read_results(run_dir)[0]["auc"] == read_results(fresh)[0]["auc"]
 
@@ -145,21 +160,22 @@ def test_rises_then_falls():
 
 def test_best_val_evaluates_the_epoch_with_the_best_validation_accuracy(tmp_path, monkeypatch):
     config = tiny_config("train.epochs=3", "select=best-val", "val_size=40", "objectives=sgt")
-    ds = st.load_data(config, None)
-    x_train, _, x_val, _ = st.split_validation(config, ds)
+    ds = data_of(config, None)
+    x_train, _, x_val, _ = training.split_validation(config, ds)
     assert len(x_train) == 120 and len(x_val) == 40
     planted = iter([0.5, 0.9, 0.7])  # validation accuracy after epochs 1, 2, 3
     states = []
-    real_evaluate = st.evaluate
+    real_accuracy = training.accuracy
 
-    def planted_evaluate(model, x, y, spec, *args, **kwargs):
+    def planted_accuracy(model, x, y, spec, *args, **kwargs):
         if len(x) == 40:  # the validation set: remember the model, plant the accuracy
             states.append({k: v.clone() for k, v in model.state_dict().items()})
-            return type("E", (), {"accuracy": next(planted)})()
-        return real_evaluate(model, x, y, spec, *args, **kwargs)
+            return next(planted)
+        return real_accuracy(model, x, y, spec, *args, **kwargs)
 
-    monkeypatch.setattr(st, "evaluate", planted_evaluate)
-    model, _, history = st.train_model(config, ds, "sgt", 0, progress=False)
+    monkeypatch.setattr(training, "accuracy", planted_accuracy)
+    model, _, history = training.train_model(config, ds, "sgt", 0, Checkpoints(None, "sgt-s0"),
+                                             progress=False)
     assert history["selected_epoch"] == 2 and history["val_accuracy"] == [0.5, 0.9, 0.7]
     for key, value in model.state_dict().items():
         assert torch.equal(value, states[1][key])
@@ -303,10 +319,11 @@ def test_an_edited_sgt_record_is_quarantined_and_recomputed(clean_smoot, tmp_pat
 
 def test_a_checkpoint_that_does_not_hold_a_training_state_is_trained_again(tmp_path, capsys):
     config = tiny_config("objectives=smoot")
-    ds = st.load_data(config, None)
-    checkpoint = tmp_path / "artifacts" / "checkpoint-smoot-s0.pt"
-    checkpoint.parent.mkdir()
+    ds = data_of(config, None)
+    kept = checkpoints(tmp_path)
+    checkpoint = kept.folder / "training.pt"
+    checkpoint.parent.mkdir(parents=True)
     rewrite_verified(checkpoint, {"model": {}, "history": {"epoch": 1}})
-    _, objective, history = st.train_model(config, ds, "smoot", 0, checkpoint, progress=False)
+    _, objective, history = training.train_model(config, ds, "smoot", 0, kept, progress=False)
     assert history["epoch"] == 1 and objective.K.shape == (160,)
     assert f"{checkpoint} does not hold what its job makes" in capsys.readouterr().err

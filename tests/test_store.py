@@ -18,11 +18,12 @@ import pytest
 import torch
 from damage import DROP, copy_run, edit_record, into_a_directory, rewrite_verified
 
+from saliencylab.core.contents import Tensor
 from saliencylab.core.errors import UserError
 from saliencylab.protocols import roar
 from saliencylab.runs import config as cfg
-from saliencylab.runs.contents import Tensor
-from saliencylab.runs.store import RunStore, atomic_write, load_verified, quarantine, save_verified
+from saliencylab.runs.files import atomic_write, load_verified, quarantine, save_verified
+from saliencylab.runs.store import RunStore
 
 TINY = ["n_train=200", "n_test=80", "train.epochs=1", "train.lr=0.05", "seeds=0",
         "thresholds=0,50", "methods=random,gradient"]
@@ -327,7 +328,7 @@ def unwritable(folder: Path):
 def test_an_unwritable_run_is_found_before_any_work(clean_run, tmp_path, monkeypatch, folder):
     run_dir = copy_run(clean_run, tmp_path)
     (run_dir / "jobs" / "gradient-t50-s0.json").unlink()
-    monkeypatch.setattr(roar, "roar_job", lambda *a, **k: pytest.fail("a job ran"))
+    monkeypatch.setattr(roar.ROAR, "run_job", lambda *a, **k: pytest.fail("a job ran"))
     with unwritable(run_dir / folder), pytest.raises(UserError) as caught:
         roar.run(tiny_config(), str(tmp_path / "runs"), "tiny")
     assert str(caught.value).startswith(f"cannot write in {run_dir / folder} (")

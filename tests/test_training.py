@@ -6,7 +6,7 @@ from torch import nn
 
 from saliencylab import data
 from saliencylab.core.errors import TrainingDiverged, UserError
-from saliencylab.evaluation.classification import evaluate
+from saliencylab.evaluation.classification import classify
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
 
@@ -65,7 +65,7 @@ def test_a_sane_run_trains_and_is_deterministic_given_the_seed():
     b = train(linear_model(), x, y, SPEC, cfg, seed=3, progress=False)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
-    assert evaluate(a, x, y, SPEC).accuracy > 0.5
+    assert classify(a, x, y, SPEC).accuracy > 0.5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -10,7 +10,8 @@ from test_evaluate import TINY
 
 from saliencylab import cli
 from saliencylab.protocols import roar
-from saliencylab.runs.executor import ExecOptions, Job, run_jobs
+from saliencylab.runs.executor import run_jobs
+from saliencylab.runs.jobs import ExecOptions, Job
 from saliencylab.runs.store import RunStore
 
 EVALUATE = ["evaluate", "--preset", "evaluate-quick", "--workers", "1", "--device", "cpu"]
@@ -70,6 +71,6 @@ def test_a_job_raising_system_exit_fails_alone(tmp_path, workers):
     store = RunStore(tmp_path, "exit", roar.RoarConfig(device="cpu"))
     outcome = run_jobs(store, [Job(f"job-{x}", exits, (x,)) for x in range(3)],
                        options=ExecOptions(workers=workers), describe=str)
-    assert outcome.failed == {"job-1": "SystemExit: 7"}
+    assert {k: f.reason for k, f in outcome.failed.items()} == {"job-1": "SystemExit: 7"}
     assert sorted(r["x"] for r in store.records()) == [0, 2]
     store.close()

@@ -12,19 +12,17 @@ from .attribution import MethodOptions
 from .core.checks import check, check_choice
 from .core.errors import UserError, a_type
 from .data import DataSpec
-from .evaluation.measure import (
-    HIGHER_IS_BETTER,
-    METRIC_GROUPS,
-    applicable,
-    check_selection,
-    measure,
-)
+from .evaluation import registry
+from .evaluation.measure import applicable, check_selection, measure
 from .evaluation.settings import Settings
 from .evaluation.statistics import bootstrap_ci
 from .models import inputs
 from .runs.report import markdown_table
 
-API_METRICS = tuple(group for group in METRIC_GROUPS if group != "roar")  # ROAR retrains
+
+def api_metrics() -> tuple[str, ...]:
+    """The metric groups computed on the model itself (ROAR retrains: not here)."""
+    return tuple(name for name, group in registry.groups().items() if group.compute)
 
 
 class Table:
@@ -98,7 +96,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     check_choice(target, ("predicted", "label"), "target")
     check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
           f"seed must be a whole number in 0..2**32 - 1, got {seed!r}")
-    check_selection(methods, metrics, API_METRICS)
+    check_selection(methods, metrics, api_metrics())
     x, y, spec = check_request(model, x, y, spec, classes)
     methods, metrics, skipped = applicable(model, x, y, spec, methods, metrics, options=options,
                                            seed=seed)
@@ -108,12 +106,12 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                      settings=settings, target=target, seed=seed)
     rows = []
     for group in metrics:
-        for metric in METRIC_GROUPS[group]:
-            for method, values in result["per_image"].get(metric, {}).items():
+        for metric in registry.group(group).metrics:
+            for method, values in result["per_image"].get(metric.name, {}).items():
                 low, high = bootstrap_ci(values, seed=seed)
-                rows.append({"method": method, "metric": metric, "value": float(np.mean(values)),
-                             "ci_low": low, "ci_high": high,
-                             "better": "higher" if HIGHER_IS_BETTER[metric] else "lower"})
+                rows.append({"method": method, "metric": metric.name,
+                             "value": float(np.mean(values)), "ci_low": low, "ci_high": high,
+                             "better": metric.direction})
     return Table(rows, result["accuracy"], skipped)
 
 

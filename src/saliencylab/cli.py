@@ -14,9 +14,11 @@ from typing import Callable
 from . import __version__, data
 from .core import progress
 from .core.errors import UserError
-from .protocols import evaluate, pruning, roar, saliency_training, sgt_tools
+from .protocols import evaluate, prune, roar, sgt
+from .protocols.sgt import tools as sgt_tools
 from .runs import config as cfg
-from .runs.executor import EXECUTORS, options_from
+from .runs import paths, runner
+from .runs.jobs import EXECUTORS, options_from
 from .runs.store import read_failures
 
 
@@ -32,26 +34,26 @@ class Shortcut:
 
 @dataclass(frozen=True)
 class Command:
+    protocol: runner.Protocol
     default: object  # the protocol's default config
-    run: Callable  # run(config, out, name, data_dir=..., options=ExecOptions) -> run directory
     preset: str  # default preset
     description: str
     shortcuts: tuple[Shortcut, ...] = ()
 
 
 COMMANDS = {
-    "roar": Command(roar.RoarConfig(), roar.run, "roar-quick",
+    "roar": Command(roar.ROAR, roar.RoarConfig(), "roar-quick",
                     "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test.",
                     (Shortcut("--kar", "kar", "keep and retrain: remove the least important pixels "
                               "instead of the most important", boolean=True),)),
-    "sgt": Command(saliency_training.SaliencyTrainingConfig(), saliency_training.run, "smoot-quick",
+    "sgt": Command(sgt.SALIENCY_TRAINING, sgt.SaliencyTrainingConfig(), "smoot-quick",
                    "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC."),
-    "prune": Command(pruning.PruneConfig(), pruning.run, "prune-quick",
+    "prune": Command(prune.PRUNING, prune.PruneConfig(), "prune-quick",
                      "Pruning vs explanation quality: iterative magnitude pruning with rewinding, "
                      "heatmap soft IoU per level.",
                      (Shortcut("--method", "method", "attribution method for the heatmaps "
                                "(default gradcam++)"),)),
-    "evaluate": Command(evaluate.EvaluateConfig(), evaluate.run, "evaluate-quick",
+    "evaluate": Command(evaluate.EVALUATE, evaluate.EvaluateConfig(), "evaluate-quick",
                         "Every faithfulness test (ROAD, deletion/insertion, model randomisation, "
                         "accuracy drop, ROAR) of every method on one model, in one report.",
                         (Shortcut("--model", "model", "your model: package.module:function or "
@@ -95,6 +97,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None,
                         help="the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray "
                              "started for this run)")
+    parser.add_argument("--debug", action="store_true",
+                        help="run the jobs one by one in this process and stop at the first "
+                             "that fails, with its whole traceback (every failure's traceback "
+                             "is also kept in RUN/failed.json)")
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -160,21 +166,10 @@ TOOLS = {
 
 
 def _options(config, args):
-    """The run's executor options; Ray is joined (or started) here, so that an unreachable
-    cluster is one line before any run directory exists."""
+    """The run's executor options from the command line."""
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    options = options_from(config, args.executor, args.workers, args.ray_address)
-    cores = os.cpu_count() or 1
-    if options.executor == "local" and options.threads_per_job > cores:
-        progress.warn(f"threads_per_job={options.threads_per_job} is more than this machine's "
-                      f"{cores} cores: each job runs slower, not faster (the run goes on; "
-                      f"--set threads_per_job={cores} or fewer)")
-    if options.executor == "ray":
-        from .runs.ray_cluster import connect
-
-        connect(options.ray_address)
-    return options
+    return options_from(config, args.executor, args.workers, args.ray_address, args.debug)
 
 
 def _common_options(parser: argparse.ArgumentParser, protocol: str, default_preset: str) -> None:
@@ -221,9 +216,7 @@ def resolve_config(args):
             config = cfg.override(config, shortcut.key, value)
     if args.device is not None:
         config = cfg.override(config, "device", args.device)
-    config = cfg.apply_sets(config, args.sets)
-    config.validate()
-    return config
+    return cfg.apply_sets(config, args.sets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,20 +227,20 @@ def main(argv: list[str] | None = None) -> int:
             return TOOLS[args.protocol].handle(args)
         config = resolve_config(args)
         if args.show_config:
+            config.validate()
             for key, value in sorted(cfg.field_paths(config).items()):
                 print(f"{key} = {_get(config, key)!r}")
             return 0
-        run_dir = COMMANDS[args.protocol].run(config, args.out, args.preset,
-                                              data_dir=args.data_dir, options=_options(config, args))
+        run_dir = runner.run(COMMANDS[args.protocol].protocol, config, args.out, args.preset,
+                             data_dir=args.data_dir, options=_options(config, args))
     except UserError as e:
-        print(f"saliencylab: error: {e}", file=sys.stderr)
+        progress.error(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("\nsaliencylab: interrupted; finished jobs are saved, run the same command to resume",
-              file=sys.stderr)
+        progress.error("interrupted; finished jobs are saved, run the same command to resume")
         return 130
-    print((run_dir / "report.md").read_text())
-    print(f"report: {run_dir / 'report.md'}")
+    print(paths.report_file(run_dir).read_text())
+    print(f"report: {paths.report_file(run_dir)}")
     return failed_status(run_dir)
 
 
@@ -256,9 +249,10 @@ def failed_status(run_dir) -> int:
     reason was printed when it failed."""
     failed = read_failures(run_dir)
     if failed:
-        print(f"saliencylab: {len(failed)} job(s) failed and stored no result "
-              f"({', '.join(sorted(failed))}; the reasons are above and in the report): fix "
-              f"the cause and run the same command again", file=sys.stderr)
+        progress.error(f"{len(failed)} job(s) failed and stored no result "
+                       f"({', '.join(sorted(failed))}; the reasons are above and in the report, "
+                       f"the tracebacks in {paths.failures_file(run_dir)}): fix the cause and "
+                       f"run the same command again (--debug stops at the first failure)")
     return 3 if failed else 0
 
 

@@ -114,9 +114,8 @@ def prepare(config) -> torch.device:
     return device
 
 
-def describe(name: str) -> str:
-    """The device a run used, for reports: `cpu`, or `cuda:0 (NVIDIA H100 80GB HBM3)`."""
-    device = resolve_device(name)
+def describe(device: torch.device) -> str:
+    """A device as reports name it: `cpu`, or `cuda:0 (NVIDIA H100 80GB HBM3)`."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return "cpu"

@@ -19,6 +19,13 @@ def prepare_batch(x: Tensor, spec, augment: Augment | None = None,
     return spec.normalize(x).contiguous(memory_format=torch.channels_last)
 
 
+def logits_of(model: nn.Module, x: Tensor, spec, augment: Augment | None = None,
+              generator: torch.Generator | None = None) -> Tensor:
+    """The model's float32 logits for one batch of raw-pixel images x (uint8, or float 0..255:
+    a filled or imputed image), normalised as every model input is."""
+    return model(prepare_batch(x, spec, augment, generator)).float()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, spec, batch_size: int = 1000,
             augment: Augment | None = None, seed: int = 0) -> Tensor:
@@ -26,7 +33,7 @@ def predict(model: nn.Module, x: Tensor, spec, batch_size: int = 1000,
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    out = torch.cat([model(prepare_batch(x[i:i + batch_size], spec, augment, generator)).float()
+    out = torch.cat([logits_of(model, x[i:i + batch_size], spec, augment, generator)
                      for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out

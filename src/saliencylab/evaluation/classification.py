@@ -1,4 +1,5 @@
-"""How well a model classifies: test accuracy and per-class precision."""
+"""How well a model classifies: test accuracy and per-class precision, the one place either is
+computed."""
 
 from dataclasses import dataclass
 
@@ -15,8 +16,19 @@ def per_class_precision(pred: Tensor, y: Tensor, classes: int) -> tuple[float, .
     return tuple((correct / predicted.clamp(min=1)).tolist())
 
 
+def accuracy_of(predicted: Tensor, y: Tensor) -> float:
+    """The share of predicted classes that equal the labels."""
+    return (predicted == y).float().mean().item()
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, spec, augment: Augment | None = None,
+             seed: int = 0) -> float:
+    """Test accuracy of `model` on uint8 images `x` (optionally augmented, seeded)."""
+    return accuracy_of(predict(model, x, spec, augment=augment, seed=seed).argmax(1), y)
+
+
 @dataclass(frozen=True)
-class Evaluation:
+class Classification:
     accuracy: float
     precision: tuple[float, ...]  # per class
 
@@ -26,9 +38,7 @@ class Evaluation:
         return record
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, spec, batch_size: int = 1000,
-             augment: Augment | None = None, seed: int = 0) -> Evaluation:
+def classify(model: nn.Module, x: Tensor, y: Tensor, spec) -> Classification:
     """Test accuracy and per-class precision of `model` on uint8 images `x`."""
-    pred = predict(model, x, spec, batch_size, augment, seed).argmax(1)
-    accuracy = (pred == y).float().mean().item()
-    return Evaluation(accuracy, per_class_precision(pred, y, len(spec.classes)))
+    pred = predict(model, x, spec).argmax(1)
+    return Classification(accuracy_of(pred, y), per_class_precision(pred, y, len(spec.classes)))

@@ -29,7 +29,10 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
+from ..attribution.maps import normalize_maps
+from ..core.contents import Items, Number
 from ..core.errors import UserError
+from .metric import Context, GroupResult, Metric, MetricGroup
 
 Explain = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, target) -> a [B,1,H,W]
 MODES = ("cascading", "independent")
@@ -87,12 +90,6 @@ def spearman(a: Tensor, b: Tensor) -> np.ndarray:
     return np.where(denominator > 0, correlation, np.where(constant, 1.0, 0.0))
 
 
-def normalize01(a: Tensor) -> Tensor:
-    flat = a.flatten(1)
-    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    return ((flat - low) / (high - low).clamp(min=1e-12)).view_as(a)
-
-
 def ssim(a: Tensor, b: Tensor, window: int = 7) -> np.ndarray:
     """SSIM per image of two maps [N,1,H,W] with values in [0, 1] (Wang et al. 2004), as
     scikit-image's `structural_similarity` computes it by default, which the sanity-checks code
@@ -116,7 +113,7 @@ def ssim(a: Tensor, b: Tensor, window: int = 7) -> np.ndarray:
 def similarities(original: Tensor, randomised: Tensor) -> dict[str, np.ndarray]:
     return {"spearman_abs": spearman(original.abs(), randomised.abs()),
             "spearman": spearman(original, randomised),
-            "ssim": ssim(normalize01(original), normalize01(randomised))}
+            "ssim": ssim(normalize_maps(original), normalize_maps(randomised))}
 
 
 def mprt(model: nn.Module, x: Tensor, target: Tensor, explain: Explain, mode: str = "cascading",
@@ -137,3 +134,34 @@ def mprt(model: nn.Module, x: Tensor, target: Tensor, explain: Explain, mode: st
         rows.append({"layer": name, "mode": mode,
                      **similarities(original, explain(randomised, x, target))})
     return rows
+
+
+SIMILARITIES = ("spearman_abs", "spearman", "ssim")
+
+
+def _mprt(ctx: Context, a: Tensor) -> GroupResult:
+    """The test on the first `mprt_images` images: per image, the Spearman correlation of |a|
+    after every layer is randomised (cascading); per layer and mode, each similarity's mean."""
+    n = min(ctx.settings.mprt_images, len(ctx.x))
+    xs, targets = ctx.spec.normalize(ctx.x[:n]), ctx.target[:n]
+    rows = {mode: mprt(ctx.model, xs, targets, ctx.explain, mode, ctx.seed) for mode in MODES}
+    layers = {mode: [{"layer": r["layer"], **{k: float(np.mean(r[k])) for k in SIMILARITIES}}
+                     for r in mode_rows] for mode, mode_rows in rows.items()}
+    return GroupResult({"mprt": rows["cascading"][-1]["spearman_abs"]}, details=layers)
+
+
+def _without_layers(model: nn.Module, x: Tensor) -> str | None:
+    return None if layers_top_down(model, x) else NO_LAYERS
+
+
+_LAYER = {"layer": str, **{k: Number(-1, 1) for k in SIMILARITIES}}
+MPRT = MetricGroup(
+    "mprt",
+    (Metric("mprt", "MPRT Spearman |a|", False, "randomisation", "Adebayo et al. 2018", (-1.0, 1.0)),),
+    _mprt,
+    description=lambda s: f"Spearman correlation of |a| between the maps of the trained model "
+                          f"and of the model with every layer randomised (on {s.mprt_images} "
+                          f"images; a method that passes scores near 0)",
+    images=lambda settings, n: min(settings.mprt_images, n),
+    details_spec={mode: Items(_LAYER) for mode in MODES},
+    not_applicable=_without_layers)

@@ -4,9 +4,9 @@
   accuracy-drop curve; also LeRF with `keep=True`);
 - `correctness`: the same per image (curves of 0/1);
 - `road`: ROAD's MoRF and LeRF curves with noisy linear imputation (Rong et al. 2022);
-- `deletion_insertion`: RISE's per-image probability curves (Petsiuk et al. 2018);
+- `deletion`, `insertion`: RISE's per-image probability curves (Petsiuk et al. 2018);
 - `auc`: the trapezoid area, over an explicit x range.
-ROAR's removal with retraining uses the same masks and fills (protocols/roar.py).
+ROAR's removal with retraining uses the same masks and fills (protocols/roar/).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..attribution.maps import normalize_maps
+from ..core.device import generator
+from ..data.batches import logits_of
 from .fills import blurred, fill
 from .masks import mask_first, rank_pixels, removal_mask
 
@@ -30,11 +33,6 @@ def _batches(n: int, size: int):
 
 
 @torch.no_grad()
-def _predict(model, x_raw: Tensor, spec) -> Tensor:
-    return model(spec.normalize(x_raw).contiguous(memory_format=torch.channels_last)).float()
-
-
-@torch.no_grad()
 def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
                 keep: bool = False, batch_size: int = 500,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -48,7 +46,7 @@ def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill
         for a, b in _batches(len(x), batch_size):
             mask = removal_mask(order[a:b], percent, x.shape[2:], keep=keep)
             xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
-            rows.append(_predict(model, xb, spec).argmax(1) == y[a:b])
+            rows.append(logits_of(model, xb, spec).argmax(1) == y[a:b])
         columns.append(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool, device=x.device))
     return torch.stack(columns, 1)
 
@@ -69,12 +67,8 @@ def road_order(a: Tensor, seed: int = 0, signed: bool = True) -> Tensor:
     Gaussian noise that breaks ties, ranked highest first. ROAD ranks the signed values;
     `signed=False` ranks |a| like the other curves."""
     a = a.sum(1, keepdim=True).float()
-    a = a if signed else a.abs()
-    flat = a.flatten(1)
-    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    flat = (flat - low) / (high - low + 1e-5)
-    generator = torch.Generator().manual_seed(seed)
-    ties = 1e-4 * torch.randn(flat.shape[1], generator=generator).to(flat.device)
+    flat = normalize_maps(a if signed else a.abs(), eps=1e-5).flatten(1)
+    ties = 1e-4 * torch.randn(flat.shape[1], generator=generator("cpu", seed)).to(flat.device)
     return rank_pixels((flat + ties).view_as(a), signed=True)
 
 
@@ -88,43 +82,50 @@ def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 
     indexes LeRF by the fraction kept, imputed_dataset.py line 86: on the symmetric grid
     10..90 the points are the same)."""
     order = road_order(a, seed, signed)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+    draws = generator(x.device, seed)  # one stream for MoRF, then LeRF
     return {"morf": correctness(model, x, y, spec, order, percents, fill_kind,
-                                batch_size=batch_size, generator=generator),
+                                batch_size=batch_size, generator=draws),
             "lerf": correctness(model, x, y, spec, order, percents, fill_kind, keep=True,
-                                batch_size=batch_size, generator=generator)}
+                                batch_size=batch_size, generator=draws)}
+
+
+def deletion(model, x: Tensor, target: Tensor, spec, order: Tensor, *, step: int | None = None,
+             batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """RISE's deletion (Petsiuk et al. 2018), per image: the probability of the explained class
+    as pixels are deleted, most salient first, to black (RISE's deletion substrate), `step`
+    pixels at a time. Returns the curves [N, steps+1] and their areas [N]."""
+    return _causal(model, x, target, spec, order, step, batch_size, torch.zeros_like, insert=False)
+
+
+def insertion(model, x: Tensor, target: Tensor, spec, order: Tensor, *, step: int | None = None,
+              canvas: str = "blur", batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """RISE's insertion, per image: the probability of the explained class as pixels are
+    inserted, most salient first, into a canvas (`blur`, RISE's insertion substrate, or
+    `black`), `step` pixels at a time. Returns the curves [N, steps+1] and their areas [N]."""
+    substrate = blurred if canvas == "blur" else torch.zeros_like
+    return _causal(model, x, target, spec, order, step, batch_size, substrate, insert=True)
 
 
 @torch.no_grad()
-def deletion_insertion(model, x: Tensor, target: Tensor, spec, order: Tensor, *,
-                       step: int | None = None, canvas: str = "blur",
-                       batch_size: int = 500) -> dict[str, Tensor]:
-    """RISE's causal metrics (Petsiuk et al. 2018), per image: the probability of the explained
-    class as pixels are deleted most salient first (replaced by black, RISE's deletion
-    substrate) or inserted, most salient first, into a canvas (`blur`, RISE's insertion
-    substrate, or `black`), `step` pixels at a time (default one image row, as RISE's 224 at
-    224x224). Returns the curves [N, steps+1] and their areas [N] (x normalised to [0, 1])."""
+def _causal(model, x: Tensor, target: Tensor, spec, order: Tensor, step: int | None,
+            batch_size: int, substrate, insert: bool) -> tuple[Tensor, Tensor]:
+    """The probability of `target` as the mask grows by `step` pixels of `order` (default one
+    image row, as RISE's 224 at 224x224): masked pixels come from `substrate(x)` (deletion),
+    or only they come from x, the others from the substrate (insertion). Returns the curves and
+    their trapezoid areas over the fraction of pixels, x in [0, 1]."""
     model.eval()
     n, _, h, w = x.shape
     step = step or w
     counts = list(range(0, h * w, step)) + [h * w]
-    curves = {"deletion": [], "insertion": []}
+    curves = []
     for a, b in _batches(n, batch_size):
         xb, tb, ob = x[a:b].float(), target[a:b], order[a:b]
-        start = blurred(xb) if canvas == "blur" else torch.zeros_like(xb)
-        rows = {"deletion": [], "insertion": []}
+        canvas, rows = substrate(xb), []
         for count in counts:
             mask = mask_first(ob, count, (h, w))
-            for name, image in (("deletion", torch.where(mask, torch.zeros_like(xb), xb)),
-                                ("insertion", torch.where(mask, xb, start))):
-                p = _predict(model, image, spec).softmax(1).gather(1, tb[:, None])[:, 0]
-                rows[name].append(p)
-        for name in rows:
-            curves[name].append(torch.stack(rows[name], 1))
-    xs = [c / (h * w) for c in counts]
-    result = {}
-    for name in curves:
-        curve = torch.cat(curves[name]) if curves[name] else torch.zeros(0, len(counts))
-        result[name] = curve
-        result[f"{name}_auc"] = torch.trapezoid(curve, torch.tensor(xs, device=curve.device), dim=1)
-    return result
+            image = torch.where(mask, xb, canvas) if insert else torch.where(mask, canvas, xb)
+            rows.append(logits_of(model, image, spec).softmax(1).gather(1, tb[:, None])[:, 0])
+        curves.append(torch.stack(rows, 1))
+    curve = torch.cat(curves) if curves else torch.zeros(0, len(counts))
+    xs = torch.tensor([c / (h * w) for c in counts], device=curve.device)
+    return curve, torch.trapezoid(curve, xs, dim=1)

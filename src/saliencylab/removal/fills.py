@@ -1,15 +1,6 @@
 """What a removed pixel becomes. Every fill takes raw-pixel images x (float, 0..255,
 [N,C,H,W]) and a mask (bool [N,1,H,W], True = removed) and returns new images on x's device.
-
-| fill            | removed pixels get                                        | source |
-|-----------------|-----------------------------------------------------------|--------|
-| `mean`          | the data set's mean pixel                                 | ROAR, Hooker et al. 2019 |
-| `uniform`       | uniform in [min, max] of the image's *remaining* pixels   | the SMOOT paper |
-| `uniform_image` | uniform in [min, max] of the *whole* image                | SGT authors, Scripts/interpretable.py 80-85, Helper.py 89-96 |
-| `corner`        | the image's own top-left pixel (per channel)              | SGT authors' evaluation default `trueMask`, Helper.py 109-110 |
-| `black`         | 0                                                         | RISE deletion (Petsiuk et al. 2018) |
-| `linear`        | ROAD's noisy linear imputation                            | Rong et al. 2022, road/imputations.py |
-| `blur`          | the same pixel of a Gaussian-blurred copy of the image    | RISE insertion canvas |
+`FILLS` names each fill with what removed pixels get (the reports quote it) and its source.
 
 `corner`: the SGT authors take channel 0's top-left value in normalised units for every
 channel; on 1-channel data (MNIST) that is exactly the image's own top-left raw value, which
@@ -24,7 +15,17 @@ from torch import Tensor
 
 from ..core.checks import check_choice
 
-FILLS = ("mean", "uniform", "uniform_image", "corner", "black", "linear", "blur")
+FILLS = {  # name -> what removed pixels get
+    "mean": "the data set's mean pixel",  # ROAR, Hooker et al. 2019
+    "uniform": "random values within the range of the remaining pixels",  # the SMOOT paper
+    # the SGT authors, Scripts/interpretable.py 80-85, Helper.py 89-96
+    "uniform_image": "random values within the image's range",
+    # the SGT authors' evaluation default `trueMask`, Helper.py 109-110
+    "corner": "each image's own top-left pixel",
+    "black": "black",  # RISE deletion (Petsiuk et al. 2018)
+    "linear": "ROAD's noisy linear imputation (Rong et al. 2022)",  # road/imputations.py
+    "blur": "the same pixel of a blurred copy of the image",  # RISE's insertion canvas
+}
 ROAD_NOISE = 0.01  # std of ROAD's imputation noise in [0, 1] pixel units (road/road.py line 22)
 BLUR_SIGMA = 5.0  # RISE's insertion canvas blur, in pixels at 224x224; scaled to the image size
 

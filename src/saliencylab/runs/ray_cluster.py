@@ -22,7 +22,7 @@ import sys
 
 from ..core import progress
 from ..core.errors import UserError
-from .executor import one_line
+from .jobs import one_line
 
 PROBE_TIMEOUT_S = 5
 # Ray's own knobs (ray/_private/node.py `_init_gcs_client`): one connection attempt, whose

@@ -14,16 +14,16 @@
 from __future__ import annotations
 
 from ..core import progress
-from .executor import ExecOptions, Job, JobOutput, execute, one_line
+from .jobs import ExecOptions, Failure, Job, JobOutput, execute, one_line
 from .ray_cluster import connect
 
 
-def _task(job: Job, params: tuple[str, ...], threads: int, *values) -> JobOutput:
+def _task(job: Job, params: tuple[str, ...], threads: int, run_dir: str, *values) -> JobOutput:
     """The body of every Ray task: the shared values arrive resolved, in `params` order."""
-    return execute(job, dict(zip(params, values)), threads, progress=False)
+    return execute(job, dict(zip(params, values)), threads, progress=False, run_dir=run_dir)
 
 
-def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> None:
+def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions, run_dir: str) -> None:
     ray = connect(options.ray_address)
     task = ray.remote(_task).options(num_cpus=options.cpus_per_job, num_gpus=options.gpus_per_job,
                                      max_retries=options.max_retries, retry_exceptions=False)
@@ -33,7 +33,7 @@ def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> N
     for job in todo:
         params = tuple(job.shared)
         values = (refs[job.shared[p]] for p in params)
-        pending[task.remote(job, params, options.threads_per_job, *values)] = job
+        pending[task.remote(job, params, options.threads_per_job, run_dir, *values)] = job
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -41,10 +41,12 @@ def run_on_ray(driver, todo: list[Job], shared: dict, options: ExecOptions) -> N
             try:
                 output = ray.get(ready[0])
             except ray.exceptions.RayTaskError as e:
-                driver.fail(job, one_line(e.cause if e.cause is not None else e))
+                cause = e.cause if e.cause is not None else e  # str(e) holds the remote traceback
+                driver.fail(job, Failure(one_line(cause), str(e)))
                 continue
             except ray.exceptions.RayError as e:  # worker or node lost after every retry
-                driver.fail(job, f"lost on Ray after {options.max_retries} retries ({type(e).__name__})")
+                driver.fail(job, Failure(f"lost on Ray after {options.max_retries} retries "
+                                         f"({type(e).__name__})", str(e)))
                 continue
             driver.finish(job, output)
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..evaluation.statistics import mean_std
-from .store import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

@@ -4,11 +4,13 @@ the level means, plots against level and density, per-layer densities, example h
 import math
 from pathlib import Path
 
-from ..core.device import describe
-from ..evaluation.statistics import mean_std
-from ..runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
-from ..runs.store import RunStore, atomic_write_text
-from .pruning import COLUMNS, PruneConfig, level_name
+from ...evaluation.statistics import mean_std
+from ...runs import paths
+from ...runs.files import atomic_write_text
+from ...runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
+from ...runs.runner import devices_of
+from ...runs.store import RunStore
+from .config import COLUMNS, PruneConfig
 
 
 def rows_of(store: RunStore) -> list[dict]:
@@ -52,7 +54,7 @@ def default_grid_levels(levels: int, count: int = 6) -> list[int]:
 def heatmap_grid(path: Path, store: RunStore, seed: int, levels: list[int]) -> bool:
     import matplotlib.pyplot as plt
 
-    loaded = {lv: store.load_tensor(level_name(seed, lv)) for lv in levels}
+    loaded = {lv: store.load_tensor(paths.level(seed, lv)) for lv in levels}
     checkpoints = {lv: c for lv, c in loaded.items() if c is not None}
     if not checkpoints:
         return False
@@ -83,12 +85,12 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float,
                  failed: dict[str, str]) -> None:
     rows = rows_of(store)
     if not rows:
-        atomic_write_text(store.dir / "report.md", "\n".join([
+        atomic_write_text(paths.report_file(store.dir), "\n".join([
             f"# Pruning vs explanation quality: {config.dataset}, {config.model}\n",
             "No chain of levels finished.\n", *failures_section(failed)]))
         return
     layer_keys = [k for k in rows[0] if k.startswith("density_")]
-    write_csv(store.dir / "results.csv", rows, COLUMNS + layer_keys)
+    write_csv(paths.results_file(store.dir), rows, COLUMNS + layer_keys)
     levels = sorted({r["level"] for r in rows})
 
     def at(level: int) -> list[dict]:
@@ -128,7 +130,7 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float,
             f"images ({'all' if config.n_heatmaps is None else f'first {config.n_heatmaps}'}), "
             f"predicted class, ReLU + min-max; IoU = Σmin/Σmax against the clean image in [0, 1]. "
             f"Background noise: uniform in [0, {config.noise:g}] on zero pixels. "
-            f"This invocation took {seconds / 60:.1f} min on {describe(config.device)}.\n",
+            f"This invocation took {seconds / 60:.1f} min on {devices_of(store, config)}.\n",
             "## Accuracy and IoU per level (mean ± std over seeds)\n",
             markdown_table(["level", "density", "accuracy (%)", "noisy accuracy (%)", "IoU",
                             "seeds"], table),
@@ -149,10 +151,10 @@ def write_report(config: PruneConfig, store: RunStore, seconds: float,
             markdown_table(["level"] + [k.removeprefix("density_") for k in layer_keys], per_layer),
             *failures_section(failed)]
     grid_levels = list(config.grid_levels) or default_grid_levels(max(levels))
-    if heatmap_grid(store.dir / "heatmaps.png", store, config.seeds[0], grid_levels):
+    if heatmap_grid(paths.figure(store.dir, "heatmaps"), store, config.seeds[0], grid_levels):
         text += [f"## Example heatmaps (seed {config.seeds[0]})\n", "![heatmaps](heatmaps.png)\n"]
     _plots(store.dir, levels, densities, means, stds, config)
-    atomic_write_text(store.dir / "report.md", "\n".join(text))
+    atomic_write_text(paths.report_file(store.dir), "\n".join(text))
 
 
 def _plots(run_dir: Path, levels, densities, means, stds, config) -> None:
@@ -183,4 +185,4 @@ def _plots(run_dir: Path, levels, densities, means, stds, config) -> None:
         more = twin.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=8)
         ax.set_title(f"{config.dataset}, {config.model}: {config.method} IoU and accuracy")
-        save_figure(fig, run_dir / f"{name}.png")
+        save_figure(fig, paths.figure(run_dir, name))

@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import torch
 
-from .. import data
-from ..core.device import describe
-from ..evaluation.statistics import mean_std
-from ..removal import count_removed
-from ..runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
-from ..runs.store import RunStore, atomic_write_text
-from .saliency_training import load_model, model_artifact, pixels_of, train_size
-from .sgt_eval import method_maps
+from ... import data
+from ...evaluation.statistics import mean_std
+from ...removal import FILLS, count_removed
+from ...runs import paths
+from ...runs.files import atomic_write_text
+from ...runs.report import failures_section, fmt_mean_std, markdown_table, save_figure, write_csv
+from ...runs.runner import devices_of
+from ...runs.store import RunStore
+from .training import pixels_of, train_size
 
 LABELS = {"traditional": "Traditional", "sgt": "SGT", "smoot": "SMOOT"}
-FILL_TEXT = {"corner": "each image's own top-left pixel (the SGT authors' default)",
-             "mean": "the data set's mean pixel",
-             "uniform": "random values within the range of the remaining pixels",
-             "uniform_image": "random values within the image's range",
-             "black": "black", "linear": "ROAD's noisy linear imputation",
-             "blur": "a blurred copy of the image"}
 
 
 def csv_rows(config, records: list[dict]) -> list[dict]:
@@ -44,7 +39,7 @@ def k_pixels(store: RunStore, config, name: str, seeds, pixels: int):
     """SMOOT's K over the training images in pixels, pooled over the seeds' model files."""
     ks = []
     for seed in seeds:
-        state = store.load_tensor(model_artifact(name, seed))
+        state = store.load_tensor(paths.sgt_model(name, seed))
         if state is not None and "K" in state["objective"]:
             k = state["objective"]["K"]
             unit = state["objective"].get("k_unit", config.objective.k_unit)
@@ -58,7 +53,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
     records = sorted((r for r in store.records() if r["objective"] in order),
                      key=lambda r: (order[r["objective"]], r["seed"]))
     rows = csv_rows(config, records)
-    write_csv(store.dir / "results.csv", rows,
+    write_csv(paths.results_file(store.dir), rows,
               ["objective", "seed", "method", "fill", "accuracy", "auc", "auc_0_90", "k_min",
                "k_median", "k_max", "epochs", "selected_epoch", "n_test", "train_seconds"]
               + [f"drop_{p:g}" for p in e.percents])
@@ -93,7 +88,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
         f"up to 100), seeds {', '.join(map(str, config.seeds))}, {n_train} train / "
         f"{len(ds.x_test)} test images, {config.train.optimizer} lr {config.train.lr:g}, batch "
         f"{config.train.batch_size}, precision {config.train.precision}, device "
-        f"{describe(config.device)}. Training took {minutes:.1f} job-minutes in total; this invocation "
+        f"{devices_of(store, config)}. Training took {minutes:.1f} job-minutes in total; this invocation "
         f"{seconds / 60:.1f} min.\n",
         f"**Model selection:** {selection_text(config, records)}\n",
         f"SGT: k = {o.k:g}% of the pixels. SMOOT: K in {o.k_unit}, starting at {o.k_init}% of the "
@@ -120,19 +115,19 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
         f"## Accuracy-drop curves (`{method}`, one panel per fill)\n\nPixels ranked by "
         f"|{method}| of the {e.target}'s {e.attribution.output} on the clean test images, the "
         f"{e.order} salient removed first. Fills: "
-        + "; ".join(f"`{f}` = {FILL_TEXT.get(f, f)}" for f in e.fills) + ".\n",
+        + "; ".join(f"`{f}` = {FILLS[f]}" for f in e.fills) + ".\n",
         "![accuracy drop](accuracy_drop.png)\n",
         f"## Saliency maps\n\nThe same test images under each model (seed {config.seeds[0]}), "
         f"|{method}| per pixel.\n", "![saliency maps](saliency_maps.png)\n"]
     if present:
-        drop_figure(config, by, present, method, store.dir / "accuracy_drop.png")
-        saliency_grid(config, store, ds, method)
+        drop_figure(config, by, present, method, paths.figure(store.dir, "accuracy_drop"))
+        saliency_grid(config, store, ds)
     if by.get("smoot"):
         text += ["## SMOOT K\n\nLeft: K over the training images at the end of training, in "
                  "pixels. Right: median K after each epoch.\n", "![SMOOT K](smoot_k.png)\n"]
         k_figure(config, store, by["smoot"], pixels)
     text += failures_section(failed)
-    atomic_write_text(store.dir / "report.md", "\n".join(text))
+    atomic_write_text(paths.report_file(store.dir), "\n".join(text))
 
 
 def _px(percent: float, pixels: int) -> int:
@@ -169,13 +164,16 @@ def drop_figure(config, by: dict, present: list[str], method: str, path) -> None
     save_figure(fig, path)
 
 
-def saliency_grid(config, store: RunStore, ds, method: str) -> None:
+def saliency_grid(config, store: RunStore, ds) -> None:
+    """The first test images and each model's maps of them (seed seeds[0]), as its job stored
+    them."""
     import matplotlib.pyplot as plt
 
     n = min(config.eval.grid_images, len(ds.x_test))
     x, y = ds.x_test[:n], ds.y_test[:n]
-    states = {name: store.load_tensor(model_artifact(name, config.seeds[0])) for name in config.objectives}
-    names = [name for name, state in states.items() if state is not None]
+    stored = {name: store.load_tensor(paths.sgt_maps(name, config.seeds[0]))
+              for name in config.objectives}
+    names = [name for name, maps in stored.items() if maps is not None]
     fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.8 * (len(names) + 1), 1.8 * n),
                              squeeze=False)
     image = (x.float().permute(0, 2, 3, 1) / 255).cpu().numpy()
@@ -185,15 +183,13 @@ def saliency_grid(config, store: RunStore, ds, method: str) -> None:
         axes[i, 0].set_ylabel(ds.spec.classes[int(y[i])], fontsize=8)
     axes[0, 0].set_title("input", fontsize=9)
     for j, name in enumerate(names, 1):
-        model = load_model(config, ds.spec, states[name]).to(x.device)
-        a = method_maps(config, model, x, y, ds.spec, method).abs().cpu()
         for i in range(n):
-            axes[i, j].imshow(a[i, 0].numpy(), cmap="hot")
+            axes[i, j].imshow(stored[name][i, 0].numpy(), cmap="hot")
         axes[0, j].set_title(LABELS[name], fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    save_figure(fig, store.dir / "saliency_maps.png")
+    save_figure(fig, paths.figure(store.dir, "saliency_maps"))
 
 
 def k_figure(config, store: RunStore, smoot_records: list[dict], pixels: int) -> None:
@@ -215,5 +211,5 @@ def k_figure(config, store: RunStore, smoot_records: list[dict], pixels: int) ->
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend()
-    save_figure(fig, store.dir / "smoot_k.png")
+    save_figure(fig, paths.figure(store.dir, "smoot_k"))
 

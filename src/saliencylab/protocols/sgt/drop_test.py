@@ -1,4 +1,4 @@
-"""The accuracy-drop evaluation of a saliency-trained model (the SGT authors'
+"""The accuracy-drop test of a saliency-trained model (the SGT authors'
 Scripts/maskedAcc_MNIST.py and Helper.py `getSalinecyAugmnetedBatch`, by default):
 
 for each method, rank the test pixels by |attribution| of the explained score (log p(label)
@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import attribution
-from ..data.batches import predict
-from ..removal import accuracy_curve, auc, rank_pixels
+from ... import attribution
+from ...core.device import generator
+from ...data.batches import predict
+from ...evaluation.classification import accuracy
+from ...removal import accuracy_curve, auc, rank_pixels
 
 
 def test_target(config, model, x, y, spec):
@@ -31,26 +33,25 @@ def method_maps(config, model, x, y, spec, method: str, progress: bool = False) 
                                          progress=progress, desc=f"test saliency ({method})")
 
 
-def evaluate_model(config, model, ds, progress: bool = False) -> dict:
+def drop_test(config, model, ds, progress: bool = False) -> dict:
     """Test accuracy, and per method and fill the drop curve (%) and its AUCs."""
     model.eval()
     e = config.eval
     x, y = ds.x_test, ds.y_test
-    accuracy = (predict(model, x, ds.spec).argmax(1) == y).float().mean().item()
+    test_accuracy = accuracy(model, x, y, ds.spec)
     curves, aucs, aucs_90 = {}, {}, {}
     fractions = [p / 100 for p in e.percents]
     for method in e.methods:
         order = rank_pixels(method_maps(config, model, x, y, ds.spec, method, progress))
         curves[method], aucs[method], aucs_90[method] = {}, {}, {}
         for fill in e.fills:
-            generator = torch.Generator(device=x.device).manual_seed(e.seed)
             curve = accuracy_curve(model, x, y, ds.spec, order, e.percents, fill,
                                    keep=e.order == "least", batch_size=e.batch_size,
-                                   generator=generator)
+                                   generator=generator(x.device, e.seed))
             curves[method][fill] = curve
             aucs[method][fill] = auc(fractions, curve)
             aucs_90[method][fill] = auc(fractions, curve, hi=0.9)
-    return {"accuracy": accuracy, "curves": curves, "auc": aucs, "auc_0_90": aucs_90}
+    return {"accuracy": test_accuracy, "curves": curves, "auc": aucs, "auc_0_90": aucs_90}
 
 
 def headline_auc(record: dict) -> float:

@@ -7,17 +7,21 @@ from pathlib import Path
 
 import torch
 
-from .. import data
-from ..core.checks import check, check_choice
-from ..core.device import prepare
-from ..core.errors import UserError
-from ..data.batches import prepare_batch
-from ..models.files import load_sgt_model
-from ..runs.config import apply_sets, from_dict, load_preset, preset_names
-from ..runs.executor import ExecOptions
-from ..runs.report import save_figure, write_csv
-from ..training.objectives import OBJECTIVES, SGT, ObjectiveConfig
-from .saliency_training import PROTOCOL, SaliencyTrainingConfig, load_model, model_artifact, run
+from ... import data
+from ...core.checks import check, check_choice
+from ...core.device import prepare
+from ...core.errors import UserError
+from ...data.batches import prepare_batch
+from ...models.files import load_sgt_model
+from ...removal import count_removed
+from ...runs import paths, runner
+from ...runs.config import apply_sets, from_dict, load_preset, preset_names
+from ...runs.jobs import ExecOptions
+from ...runs.report import save_figure, write_csv
+from ...training.objectives import OBJECTIVES, SGT, ObjectiveConfig
+from .config import SaliencyTrainingConfig
+from .protocol import SALIENCY_TRAINING
+from .training import load_model
 
 
 def train_config(objective: str, dataset: str, preset: str | None, seed: int,
@@ -25,25 +29,23 @@ def train_config(objective: str, dataset: str, preset: str | None, seed: int,
     check_choice(objective, OBJECTIVES, "objective")
     check_choice(dataset, data.DATASETS, "dataset")
     name = f"smoot-{dataset}"
-    preset = preset or (name if name in preset_names(PROTOCOL) else "smoot-quick")
-    config = load_preset(PROTOCOL, preset, SaliencyTrainingConfig())
+    preset = preset or (name if name in preset_names(SALIENCY_TRAINING.name) else "smoot-quick")
+    config = load_preset(SALIENCY_TRAINING.name, preset, SaliencyTrainingConfig())
     extra = [f"dataset={dataset}", f"objectives={objective}", f"seeds={seed}"]
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
     if precision is not None:
         extra.append(f"train.precision={precision}")
-    config = apply_sets(config, extra + sets)
-    config.validate()
-    return config
+    return apply_sets(config, extra + sets)
 
 
 def train_one(config: SaliencyTrainingConfig, out: str, data_dir: str | None,
               options: ExecOptions) -> Path:
     objective, seed = config.objectives[0], config.seeds[0]
-    run_dir = run(config, out, f"train-{objective}-{config.dataset}", data_dir=data_dir,
-                  options=options)
-    print((run_dir / "report.md").read_text())
-    print(f"model (with its K): {run_dir / 'artifacts' / model_artifact(objective, seed)}")
+    run_dir = runner.run(SALIENCY_TRAINING, config, out, f"train-{objective}-{config.dataset}",
+                         data_dir=data_dir, options=options)
+    print(paths.report_file(run_dir).read_text())
+    print(f"model (with its K): {paths.artifact(run_dir, paths.sgt_model(objective, seed))}")
     return run_dir
 
 
@@ -63,7 +65,7 @@ def confidence_curves(model, x, y, spec, objective_cfg: ObjectiveConfig, percent
         rows = []
         with torch.no_grad():
             for percent in percents:
-                counts = int(percent * pixels / 100 + 1e-9)
+                counts = int(count_removed(percent, pixels))
                 xm = masker.masked_input(xb, s, counts)
                 rows.append(model(xm).softmax(1).gather(1, pred[:, None])[:, 0])
         curves.append(torch.stack(rows, 1))

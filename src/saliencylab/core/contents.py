@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.errors import a_type
+from .errors import a_type
 
 TOLERANCE = 1e-6  # of a bound's magnitude (at least 1): rounding in a trapezoid stays in range
 
