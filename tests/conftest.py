@@ -1,10 +1,40 @@
-"""Every test sees saliencylab's log lines on stderr, as a user of the command line does."""
+"""Fixtures shared by the test files (the shared run sizes are in tiny.py)."""
 
 import pytest
+import torch
+from torch import nn
 
+from saliencylab.cli import main
 from saliencylab.core import progress
 
 
 @pytest.fixture(autouse=True, scope="session")
 def log_to_stderr():
+    """Every test sees saliencylab's log lines on stderr, as a user of the command line does."""
     progress.log_to_stderr()
+
+
+@pytest.fixture
+def fails(capsys):
+    """`fails(argv, message)`: the command exits 2 with one line on stderr holding `message`."""
+    def check(argv: list[str], message: str) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0, err  # one line, no traceback
+        assert err.startswith("saliencylab: error: ") and message in err, err
+        return err
+
+    return check
+
+
+@pytest.fixture
+def linear_model():
+    """`linear_model()`: f(x) = W flatten(x) + b on 1x2x2 (or 2x1x2) input, hand-set weights."""
+    def build() -> nn.Module:
+        lin = nn.Linear(4, 2)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]]))
+            lin.bias.copy_(torch.tensor([0.1, -0.2]))
+        return nn.Sequential(nn.Flatten(), lin)
+
+    return build

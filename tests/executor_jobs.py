@@ -5,6 +5,10 @@ import signal
 import time
 from pathlib import Path
 
+import torch
+
+from saliencylab.core.errors import TrainingDiverged
+
 
 def sleeper(folder: str, i: int, seconds: float, *, progress: bool) -> dict:
     """Write this worker's pid, then sleep: a long job for the process tests."""
@@ -20,3 +24,15 @@ def dies_once(folder: str, i: int, *, progress: bool) -> dict:
         marker.write_text("x")
         os.kill(os.getpid(), signal.SIGKILL)
     return {"i": i}
+
+
+def square(x: int, *, progress: bool) -> dict:
+    return {"x": x, "y": x * x, "threads": torch.get_num_threads()}
+
+
+def maybe_diverge(x: int, *, progress: bool) -> dict:
+    """Job 2's training diverges, as a too-high learning rate makes it."""
+    if x == 2:
+        raise TrainingDiverged("job-2: training diverged (the loss is not finite at epoch 1, "
+                               "step 3 of 7); lower train.lr (now 1e+09)")
+    return square(x, progress=progress)

@@ -17,15 +17,6 @@ from saliencylab.models.registry import build_model
 # --------------------------------------------------------------------------------------
 
 
-def linear_model() -> nn.Module:
-    """f(x) = W flatten(x) + b on 1x2x2 (or 2x1x2) input, hand-set weights."""
-    lin = nn.Linear(4, 2)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]]))
-        lin.bias.copy_(torch.tensor([0.1, -0.2]))
-    return nn.Sequential(nn.Flatten(), lin)
-
-
 class Square(nn.Module):
     """Logit 0 = sum of x^2, logit 1 = sum of x."""
 
@@ -100,7 +91,7 @@ FAST = dict(ig_steps=4, smoothgrad_samples=2, baseline="zeros", shap_baselines=2
 # --------------------------------------------------------------------------------------
 
 
-def test_gradient_of_linear_model_is_weight_row():
+def test_gradient_of_linear_model_is_weight_row(linear_model):
     x = torch.tensor([[[[1.0, -1.0], [2.0, 0.5]]], [[[0.0, 0.0], [0.0, 0.0]]]])
     a = make_method("gradient").attribute(linear_model(), x, torch.tensor([0, 1]))
     assert a.shape == (2, 1, 2, 2) and a.dtype == torch.float32
@@ -111,7 +102,7 @@ def test_gradient_of_linear_model_is_weight_row():
     assert torch.equal(a_abs[1, 0], torch.tensor([[1.0, 0.5], [0.0, 2.0]]))
 
 
-def test_multichannel_attribution_is_summed_over_channels():
+def test_multichannel_attribution_is_summed_over_channels(linear_model):
     # x is 2x1x2, flatten order (c, h, w): channel 0 <- W[:, 0:2], channel 1 <- W[:, 2:4]
     x = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
     a = make_method("gradient").attribute(linear_model(), x, torch.tensor([0]))
@@ -123,7 +114,7 @@ def test_multichannel_attribution_is_summed_over_channels():
     assert torch.equal(a[0, 0, 0], torch.tensor([1.0, 2.5]))
 
 
-def test_integrated_gradients_linear_is_difference_times_weight():
+def test_integrated_gradients_linear_is_difference_times_weight(linear_model):
     x = torch.tensor([[[[1.0, -1.0], [2.0, 0.5]]]])
     b = torch.full((1, 2, 2), 0.5)
     a = make_method("integrated_gradients", baseline_image=b, ig_steps=7).attribute(
@@ -264,7 +255,7 @@ def test_integrated_gradients_memory_bound():
         handle.remove()
 
 
-def test_smoothgrad_one_sample_no_noise_equals_gradient():
+def test_smoothgrad_one_sample_no_noise_equals_gradient(linear_model):
     model = smooth_convnet()
     x = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(3))
     t = torch.tensor([1, 2])
@@ -368,7 +359,7 @@ def test_gradcam_layer_override():
         make_method("gradcam", cam_layer="nope").attribute(model, x, t)
 
 
-def test_errors():
+def test_errors(linear_model):
     with pytest.raises(UserError, match="unknown attribution method 'lime'"):
         make_method("lime")
     with pytest.raises(UserError):

@@ -7,7 +7,6 @@ import importlib.metadata
 import pytest
 import torch
 import torch.nn.functional as F
-from test_attribution import linear_model
 from torch import nn
 
 from saliencylab import attribution
@@ -93,12 +92,12 @@ def test_cam_layer_conv_is_the_conv_feeding_each_models_cam_layer():
         assert resolve_layer(model, "activation") is model.features[index + 1]
 
 
-def test_input_x_gradient_is_input_times_gradient():
+def test_input_x_gradient_is_input_times_gradient(linear_model):
     a = make_method("input_x_gradient").attribute(linear_model(), X, torch.tensor([0]))
     torch.testing.assert_close(a[0, 0], X[0, 0] * torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
 
 
-def test_deeplift_on_a_linear_model_is_difference_times_weight():
+def test_deeplift_on_a_linear_model_is_difference_times_weight(linear_model):
     b = torch.full((1, 2, 2), 0.5)
     a = make_method("deeplift", baseline_image=b).attribute(linear_model(), X, torch.tensor([0]))
     torch.testing.assert_close(a[0, 0], (X[0, 0] - 0.5) * torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
@@ -164,7 +163,7 @@ def test_random_draws_follow_the_seed_and_leave_the_callers_generators_alone(nam
     assert not torch.equal(a, make_method(name, seed=1, **kw).attribute(model, x, t))
 
 
-def test_baseline_black_needs_the_black_image():
+def test_baseline_black_needs_the_black_image(linear_model):
     with pytest.raises(UserError, match="baseline 'black' needs the data set's black image"):
         make_method("integrated_gradients").attribute(linear_model(), X, torch.tensor([0]))
     black = torch.full((1, 2, 2), -1.0)

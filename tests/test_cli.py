@@ -6,20 +6,9 @@ import sys
 import urllib.request
 
 import pytest
+from tiny import QUICK_ROAR
 
 from saliencylab.cli import main
-
-QUICK = ["roar", "--preset", "roar-quick", "--set", "n_train=100", "--set", "n_test=50",
-         "--set", "train.epochs=1", "--set", "seeds=0", "--set", "thresholds=0,50",
-         "--set", "methods=random", "--workers", "1"]
-
-
-def fails(capsys, argv, message):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err  # one line, no traceback
-    assert err.startswith("saliencylab: error: ") and message in err, err
-    return err
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -32,38 +21,38 @@ def fails(capsys, argv, message):
     (["--set", "model=vgg"], "unknown model 'vgg'"),
     (["--set", "kar=maybe"], "invalid value 'maybe' for kar: expected bool"),
 ])
-def test_bad_config_is_one_line(capsys, tmp_path, extra, message):
-    fails(capsys, QUICK + ["--out", str(tmp_path)] + extra, message)
+def test_bad_config_is_one_line(fails, tmp_path, extra, message):
+    fails(QUICK_ROAR + ["--out", str(tmp_path)] + extra, message)
     assert not any(tmp_path.iterdir())
 
 
-def test_unwritable_output_directory(capsys, tmp_path):
+def test_unwritable_output_directory(fails, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    fails(capsys, QUICK + ["--out", str(blocker / "runs")], "cannot write the run directory")
+    fails(QUICK_ROAR + ["--out", str(blocker / "runs")], "cannot write the run directory")
 
 
-def test_missing_data_files_offline(capsys, tmp_path, monkeypatch):
+def test_missing_data_files_offline(fails, tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SALIENCYLAB_DATA", raising=False)
-    err = fails(capsys, QUICK + ["--out", str(tmp_path / "runs"), "--set", "dataset=mnist",
+    err = fails(QUICK_ROAR + ["--out", str(tmp_path / "runs"), "--set", "dataset=mnist",
                                  "--data-dir", str(tmp_path / "empty")], "--data-dir")
     assert "MNIST" in err or "mnist" in err
     assert not (tmp_path / "runs").exists()
 
 
-def test_corrupt_data_file(capsys, tmp_path, monkeypatch):
+def test_corrupt_data_file(fails, tmp_path, monkeypatch):
     data = tmp_path / "mnist"
     data.mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):
         (data / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03 truncated"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    fails(capsys, QUICK + ["--out", str(tmp_path / "runs"), "--set", "dataset=mnist",
+    fails(QUICK_ROAR + ["--out", str(tmp_path / "runs"), "--set", "dataset=mnist",
                            "--data-dir", str(data)], "corrupt")
     assert not (tmp_path / "runs").exists()
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_cli import QUICK, fails
+from tiny import QUICK_ROAR
 
 from saliencylab import cli
 from saliencylab.core.errors import UserError
@@ -48,9 +48,9 @@ def test_command_line_numbers_in_other_scripts_digits_are_rejected(capsys, argv)
     ("base_seed=4294967296", "base_seed must lie in [0, 4294967295]"),
     ("attribution.seed=-3", "attribution.seed must lie in [0, 4294967295]"),
 ])
-def test_seeds_out_of_range_are_one_line_before_any_run_directory(capsys, tmp_path, assignment,
+def test_seeds_out_of_range_are_one_line_before_any_run_directory(fails, tmp_path, assignment,
                                                                   shown):
-    fails(capsys, QUICK + ["--out", str(tmp_path), "--set", assignment], shown)
+    fails(QUICK_ROAR + ["--out", str(tmp_path), "--set", assignment], shown)
     assert not any(tmp_path.iterdir())
 
 
@@ -72,13 +72,13 @@ def test_a_typo_sized_epoch_count_is_rejected():
 
 def test_more_threads_per_job_than_cores_is_a_warning_and_the_run_goes_on(capsys, tmp_path):
     threads = (os.cpu_count() or 1) + 1
-    argv = QUICK + ["--out", str(tmp_path), "--set", f"threads_per_job={threads}"]
+    argv = QUICK_ROAR + ["--out", str(tmp_path), "--set", f"threads_per_job={threads}"]
     assert cli.main(argv) == 0
     assert (f"saliencylab: warning: threads_per_job={threads} is more than this machine's "
             f"{threads - 1} cores: each job runs slower") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tolerance", ["-1", "nan", "inf", "1"])
-def test_sgt_analysis_rejects_a_tolerance_outside_0_1(capsys, tolerance):
-    fails(capsys, ["sgt-analysis", "--model-file", "missing.pt", "--tolerance", tolerance],
+def test_sgt_analysis_rejects_a_tolerance_outside_0_1(fails, tolerance):
+    fails(["sgt-analysis", "--model-file", "missing.pt", "--tolerance", tolerance],
           "--tolerance must be a confidence difference in [0, 1)")

@@ -7,8 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import tiny
 import torch
 from damage import DROP, copy_run, edit_record, into_a_directory
+from tiny import evaluate_config, roar_config
 
 import saliencylab
 from saliencylab import attribution, cli, data, models
@@ -18,17 +20,9 @@ from saliencylab.runs import config as cfg
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
 
-TINY = ["n_train=300", "n_test=40", "train.epochs=2", "seeds=0", "methods=gradient,random",
-        "settings.mprt_images=20", "attribution.smoothgrad_samples=2"]
-
-
-def tiny_config(*extra):
-    return cfg.apply_sets(cfg.load_preset("evaluate", "evaluate-quick", ev.EvaluateConfig()),
-                          TINY + list(extra))
-
 
 def test_the_report_has_the_table_the_agreement_the_curves_and_a_tidy_csv(tmp_path):
-    run_dir = ev.run(tiny_config(), str(tmp_path), "tiny")
+    run_dir = ev.run(evaluate_config(), str(tmp_path), "tiny")
     rows = list(csv.DictReader(open(run_dir / "results.csv")))
     assert list(rows[0]) == ["method", "metric", "seed", "value"]
     metrics = ["road_morf", "road_lerf", "road_gap", "deletion", "insertion", "mprt", "accuracy_drop"]
@@ -49,13 +43,12 @@ def test_the_report_has_the_table_the_agreement_the_curves_and_a_tidy_csv(tmp_pa
 @pytest.fixture(scope="module")
 def roar_dir(tmp_path_factory):
     """A finished ROAR run of digits/lenet, one seed."""
-    from test_roar import tiny_config as roar_config
 
     return roar.run(roar_config("seeds=0"), str(tmp_path_factory.mktemp("roar")), "tiny")
 
 
 def test_roar_is_read_from_an_existing_run_of_the_same_data_and_model(tmp_path, roar_dir):
-    config = tiny_config("metrics=road,roar", f"roar_run={roar_dir}")
+    config = evaluate_config("metrics=road,roar", f"roar_run={roar_dir}")
     run_dir = ev.run(config, str(tmp_path / "ev"), "tiny")
     rows = [r for r in csv.DictReader(open(run_dir / "results.csv")) if r["metric"] == "roar"]
     ours = {r["method"]: float(r["value"]) for r in rows}
@@ -63,7 +56,7 @@ def test_roar_is_read_from_an_existing_run_of_the_same_data_and_model(tmp_path, 
     acc = {(r["method"], float(r["threshold"])): 100 * float(r["accuracy"]) for r in theirs}
     # thresholds 0 and 50%: one trapezoid over x in [0, 0.5]
     assert ours["gradient"] == pytest.approx(0.5 * (acc["reference", 0] + acc["gradient", 50]) / 2)
-    other = tiny_config("metrics=roar", f"roar_run={roar_dir}", "model=tiny_cnn")
+    other = evaluate_config("metrics=roar", f"roar_run={roar_dir}", "model=tiny_cnn")
     with pytest.raises(Exception, match="ROAR is read only for the same data and model"):
         ev.run(other, str(tmp_path / "ev2"), "tiny")
 
@@ -89,7 +82,7 @@ def test_bring_your_own_model_from_a_file_with_its_weights(tmp_path, capsys):
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     argv = ["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path / "runs"), "--workers",
             "1", "--model", spec_name, "--model-file", str(tmp_path / "weights.pt"),
-            "--set", "metrics=road"] + [a for s in TINY for a in ("--set", s)]
+            "--set", "metrics=road"] + [a for s in tiny.EVALUATE for a in ("--set", s)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "with the weights in" in out and "| gradient |" in out
@@ -123,7 +116,7 @@ def test_the_python_api_returns_a_table_and_a_registered_method_works_everywhere
             return d
 
     attribution.register("edges", Edges)
-    tiny_config("methods=gradient,edges").validate()  # every protocol accepts it
+    evaluate_config("methods=gradient,edges").validate()  # every protocol accepts it
     cfg.apply_sets(roar.RoarConfig(), ["methods=edges"]).validate()
     ds = data.load_dataset("digits").subset(300, 60)
     model = models.build_model("lenet", ds.spec.shape, 10)
@@ -143,7 +136,7 @@ def test_the_python_api_returns_a_table_and_a_registered_method_works_everywhere
 
 def evaluate_argv(out, *extra):
     return (["evaluate", "--preset", "evaluate-quick", "--out", str(out), "--workers", "1"]
-            + [a for s in TINY for a in ("--set", s)] + list(extra))
+            + [a for s in tiny.EVALUATE for a in ("--set", s)] + list(extra))
 
 
 def refused(capsys, out, extra, message):
@@ -287,7 +280,7 @@ def test_a_wrong_cam_layer_is_an_error_not_a_skipped_method(tmp_path, capsys):
     """Only a method that cannot apply to the model is skipped; a layer path that names no
     layer is the user's typo: exit 2 before any work, no run directory."""
     argv = ["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path / "runs"),
-            "--workers", "1"] + [f"--set={s}" for s in TINY] + [
+            "--workers", "1"] + [f"--set={s}" for s in tiny.EVALUATE] + [
         "--set=methods=gradient,gradcam++", "--set=attribution.cam_layer=features.99"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -300,7 +293,7 @@ EVQ = ["seeds=0,1", "metrics=road,deletion", "train.lr=0.05"]
 
 @pytest.fixture(scope="module")
 def clean_evaluation(tmp_path_factory):
-    return ev.run(tiny_config(*EVQ), str(tmp_path_factory.mktemp("clean")), "tiny")
+    return ev.run(evaluate_config(*EVQ), str(tmp_path_factory.mktemp("clean")), "tiny")
 
 
 @pytest.mark.parametrize("damage", [
@@ -321,7 +314,7 @@ def test_an_edited_evaluate_record_is_quarantined_and_recomputed(clean_evaluatio
     run_dir = copy_run(clean_evaluation, tmp_path)
     victim = run_dir / "jobs" / "seed0.json"
     damage(victim)
-    assert ev.run(tiny_config(*EVQ), str(tmp_path / "runs"), "tiny") == run_dir
+    assert ev.run(evaluate_config(*EVQ), str(tmp_path / "runs"), "tiny") == run_dir
     err = capsys.readouterr().err
     assert f"{victim} " in err and "computed again" in err
     assert (run_dir / "corrupt" / "jobs" / "seed0.json").exists()
@@ -331,7 +324,7 @@ def test_an_edited_evaluate_record_is_quarantined_and_recomputed(clean_evaluatio
 
 def evaluate_cli(tmp_path, *sets) -> list[str]:
     return ["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path / "out"), "--workers",
-            "1"] + [a for s in TINY + list(sets) for a in ("--set", s)]
+            "1"] + [a for s in tiny.EVALUATE + list(sets) for a in ("--set", s)]
 
 
 def test_the_roar_metric_without_roar_run_is_one_line_before_any_work(tmp_path, capsys):
@@ -369,7 +362,7 @@ def test_roar_run_pointing_at_an_evaluate_run_is_refused(clean_evaluation, tmp_p
 def test_roar_is_read_from_the_verified_records_not_the_report_file(roar_dir, tmp_path):
     run = copy_run(roar_dir, tmp_path)
     (run / "results.csv").write_text("method,threshold,seed,accuracy\n")  # truncated
-    run_dir = ev.run(tiny_config("metrics=roar", f"roar_run={run}"), str(tmp_path / "ev"), "tiny")
+    run_dir = ev.run(evaluate_config("metrics=roar", f"roar_run={run}"), str(tmp_path / "ev"), "tiny")
     rows = list(csv.DictReader(open(run_dir / "results.csv")))
     records = {p.stem: json.loads(p.read_text())["record"] for p in (run / "jobs").glob("*.json")}
     for method in ("gradient", "random"):  # one trapezoid over x in [0, 0.5]
@@ -384,6 +377,6 @@ def test_a_report_without_any_finished_seed_says_so_not_nan(tmp_path, monkeypatc
         raise RuntimeError("planted")
 
     monkeypatch.setattr(ev.EVALUATE, "run_job", fails)
-    run_dir = ev.run(tiny_config("metrics=road"), str(tmp_path), "tiny")
+    run_dir = ev.run(evaluate_config("metrics=road"), str(tmp_path), "tiny")
     report = (run_dir / "report.md").read_text()
     assert "no seed finished" in report and "nan" not in report

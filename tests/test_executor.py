@@ -12,28 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
+import tiny
 import torch
+from executor_jobs import maybe_diverge, square
+from tiny import as_flags, read_results, roar_config
 
 from saliencylab import cli
 from saliencylab.core.contents import FRACTION
-from saliencylab.core.errors import TrainingDiverged
 from saliencylab.protocols import roar
 from saliencylab.runs.executor import run_jobs
 from saliencylab.runs.jobs import ExecOptions, Job, JobOutput
 from saliencylab.runs.store import Layout, RunStore, read_failures
 
 HERE = Path(__file__).parent
-
-
-def square(x: int, *, progress: bool) -> dict:
-    return {"x": x, "y": x * x, "threads": torch.get_num_threads()}
-
-
-def maybe_diverge(x: int, *, progress: bool) -> dict:
-    if x == 2:
-        raise TrainingDiverged("job-2: training diverged (the loss is not finite at epoch 1, "
-                               "step 3 of 7); lower train.lr (now 1e+09)")
-    return square(x, progress=progress)
 
 
 def with_artifact(x: int, *, progress: bool, offset) -> JobOutput:
@@ -83,21 +74,16 @@ def test_every_job_runs_with_threads_per_job_threads_whatever_the_workers(tmp_pa
 
 
 def test_roar_results_do_not_depend_on_the_number_of_workers(tmp_path):
-    from test_roar import read_results, tiny_config
-
-    config = tiny_config()  # 2 methods x 2 thresholds x 2 seeds: 6 jobs
+    config = roar_config()  # 2 methods x 2 thresholds x 2 seeds: 6 jobs
     serial = roar.run(config, str(tmp_path / "one"), "tiny", options=ExecOptions(workers=1))
     parallel = roar.run(config, str(tmp_path / "two"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
 
 
 def test_a_diverged_training_exits_3_and_the_report_lists_the_failed_jobs(tmp_path, capsys):
-    from test_saliency_training import TINY
-
     argv = ["sgt", "--preset", "smoot-quick", "--out", str(tmp_path), "--workers", "1",
-            "--device", "cpu"] + [a for s in TINY + ["train.lr=1e9", "train.optimizer=sgd",
-                                                     "objectives=sgt,traditional"]
-                                  for a in ("--set", s)]
+            "--device", "cpu"] + as_flags(tiny.SGT + ["train.lr=1e9", "train.optimizer=sgd",
+                                                       "objectives=sgt,traditional"])
     assert cli.main(argv) == 3
     err = capsys.readouterr().err
     assert "saliencylab: job sgt-s0 failed: sgt-s0 epoch 1/1: training diverged (the loss is not " \
@@ -108,10 +94,8 @@ def test_a_diverged_training_exits_3_and_the_report_lists_the_failed_jobs(tmp_pa
 
 
 def test_a_diverged_roar_base_model_stops_the_run_in_one_line(tmp_path, capsys):
-    from test_roar import TINY
-
     argv = ["roar", "--preset", "roar-quick", "--out", str(tmp_path), "--workers", "1",
-            "--device", "cpu"] + [a for s in TINY + ["train.lr=1e9"] for a in ("--set", s)]
+            "--device", "cpu"] + as_flags(tiny.ROAR + ["train.lr=1e9"])
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("saliencylab: error:") == 1

@@ -4,6 +4,9 @@ each message on a line of its own, and each failed job named once."""
 import subprocess
 import sys
 
+import tiny
+from tiny import as_flags
+
 from saliencylab import cli
 from saliencylab.core import progress
 
@@ -11,9 +14,7 @@ ROAR = ["roar", "--preset", "roar-quick", "--workers", "1", "--device", "cpu"]
 
 
 def test_a_run_logged_to_a_pipe_has_stage_lines_and_no_bar_frames(tmp_path):
-    from test_roar import TINY
-
-    settings = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=2"]
+    settings = [s for s in tiny.ROAR if not s.startswith("train.epochs")] + ["train.epochs=2"]
     command = [sys.executable, "-m", "saliencylab.cli", *ROAR, "--out", str(tmp_path)]
     result = subprocess.run(command + [a for s in settings for a in ("--set", s)],
                             capture_output=True, text=True)
@@ -29,11 +30,9 @@ def test_a_run_logged_to_a_pipe_has_stage_lines_and_no_bar_frames(tmp_path):
 
 
 def test_a_failed_job_is_named_once_on_a_line_of_its_own(tmp_path, capsys):
-    from test_saliency_training import TINY
-
     argv = ["sgt", "--preset", "smoot-quick", "--out", str(tmp_path), "--workers", "1",
-            "--device", "cpu"] + [a for s in TINY + ["train.lr=1e9", "train.optimizer=sgd",
-                                                     "objectives=sgt"] for a in ("--set", s)]
+            "--device", "cpu"] + as_flags(tiny.SGT + ["train.lr=1e9", "train.optimizer=sgd",
+                                                       "objectives=sgt"])
     assert cli.main(argv) == 3
     lines = capsys.readouterr().err.splitlines()
     failed = [line for line in lines if "job sgt-s0 failed" in line]

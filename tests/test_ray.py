@@ -11,6 +11,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'saliencylab[ray]'")
 
+import executor_jobs  # noqa: E402
+import tiny  # noqa: E402
+from tiny import as_flags, read_results, roar_config  # noqa: E402
+
 from saliencylab.protocols import roar  # noqa: E402
 from saliencylab.runs.executor import run_jobs
 from saliencylab.runs.jobs import ExecOptions, Job
@@ -30,9 +34,7 @@ def local_ray():
 
 
 def test_ray_gives_the_same_results_csv_as_the_local_executor(tmp_path):
-    from test_roar import read_results, tiny_config
-
-    config = tiny_config()
+    config = roar_config()
     local = roar.run(config, str(tmp_path / "local"), "tiny", options=ExecOptions(workers=2))
     on_ray = roar.run(config, str(tmp_path / "ray"), "tiny", options=RAY)
     assert read_results(on_ray) == read_results(local)
@@ -50,10 +52,8 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_every_job_is_stored_once(tmp
 
 
 def test_a_failing_job_on_ray_is_one_line_and_the_others_are_kept(tmp_path):
-    from test_executor import maybe_diverge
-
     store = RunStore(tmp_path, "fail", roar.RoarConfig(device="cpu"))
-    outcome = run_jobs(store, [Job(f"job-{x}", maybe_diverge, (x,)) for x in range(4)],
+    outcome = run_jobs(store, [Job(f"job-{x}", executor_jobs.maybe_diverge, (x,)) for x in range(4)],
                        options=RAY, describe=str)
     assert list(outcome.failed) == ["job-2"]
     assert outcome.failed["job-2"].reason.startswith("job-2: training diverged")
@@ -62,11 +62,9 @@ def test_a_failing_job_on_ray_is_one_line_and_the_others_are_kept(tmp_path):
 
 
 def test_an_interrupted_ray_driver_resumes_and_skips_the_finished_jobs(tmp_path):
-    from test_roar import TINY
-
     command = [sys.executable, "-m", "saliencylab.cli", "roar", "--preset", "roar-quick",
                "--executor", "ray", "--device", "cpu", "--out", str(tmp_path)]
-    command += [a for s in TINY for a in ("--set", s)]
+    command += as_flags(tiny.ROAR)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300  # a new driver starts its own Ray workers: slow on a busy machine
@@ -92,12 +90,10 @@ def test_asking_for_ray_without_it_names_the_extra(monkeypatch):
 
 
 def test_an_unreachable_cluster_is_one_line_in_seconds_and_leaves_no_run_directory(tmp_path):
-    from test_evaluate import TINY
-
     command = [sys.executable, "-m", "saliencylab.cli", "evaluate", "--preset", "evaluate-quick",
                "--executor", "ray", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "runs")]
     started = time.time()
-    result = subprocess.run(command + [a for s in TINY for a in ("--set", s)], capture_output=True,
+    result = subprocess.run(command + as_flags(tiny.EVALUATE), capture_output=True,
                             text=True, timeout=60)  # it once retried for many minutes
     assert result.returncode == 2 and time.time() - started < 30
     assert result.stderr.strip().splitlines() == [

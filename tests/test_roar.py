@@ -1,37 +1,24 @@
 """End-to-end ROAR on scikit-learn digits (ships with scikit-learn): tiny and fast."""
 
-import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+import tiny
 import torch
+from tiny import read_results, roar_config
 
 from saliencylab.protocols import roar
-from saliencylab.runs import config as cfg
 from saliencylab.runs.jobs import ExecOptions
 from saliencylab.runs.runner import data_of
 
-TINY = ["n_train=240", "n_test=120", "train.epochs=1", "train.lr=0.05", "seeds=0,1",
-        "thresholds=0,50", "methods=random,gradient"]
-
-
-def tiny_config(*extra):
-    return cfg.apply_sets(cfg.load_preset("roar", "roar-quick", roar.RoarConfig()), TINY + list(extra))
-
-
-def read_results(run_dir: Path) -> list[dict]:
-    with open(run_dir / "results.csv") as f:
-        return list(csv.DictReader(f))
-
 
 def test_roar_run_writes_results_report_and_plot(tmp_path):
-    run_dir = roar.run(tiny_config(), str(tmp_path), "tiny")
+    run_dir = roar.run(roar_config(), str(tmp_path), "tiny")
     rows = read_results(run_dir)
     assert [(r["method"], float(r["threshold"]), int(r["seed"])) for r in rows] == [
         ("reference", 0, 0), ("reference", 0, 1),
@@ -48,7 +35,7 @@ def test_roar_run_writes_results_report_and_plot(tmp_path):
 
 
 def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path):
-    config = tiny_config()
+    config = roar_config()
     run_dir = roar.run(config, str(tmp_path), "tiny")
     ds = data_of(config, None)
     ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
@@ -64,7 +51,7 @@ def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path)
 
 
 def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
-    config = tiny_config()
+    config = roar_config()
     calls = []
     real_job = roar.ROAR.run_job
 
@@ -92,7 +79,7 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
 def test_kill_9_loses_no_finished_job(tmp_path):
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "saliencylab.cli", "roar", "--preset", "roar-quick",
-               "--out", str(out), "--workers", "1"] + [a for s in TINY for a in ("--set", s)]
+               "--out", str(out), "--workers", "1"] + [a for s in tiny.ROAR for a in ("--set", s)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list(out.glob("*/jobs/*.json")) and time.time() < deadline:
@@ -113,14 +100,14 @@ def test_kill_9_loses_no_finished_job(tmp_path):
 
 
 def test_parallel_workers_give_the_same_results_as_in_process(tmp_path):
-    config = tiny_config("seeds=0", "methods=random")
+    config = roar_config("seeds=0", "methods=random")
     serial = roar.run(config, str(tmp_path / "serial"), "tiny", options=ExecOptions(workers=1))
     parallel = roar.run(config, str(tmp_path / "parallel"), "tiny", options=ExecOptions(workers=2))
     assert read_results(serial) == read_results(parallel)
 
 
 def test_kar_removes_the_least_important_pixels(tmp_path):
-    config = tiny_config("kar=true", "seeds=0", "methods=gradient")
+    config = roar_config("kar=true", "seeds=0", "methods=gradient")
     run_dir = roar.run(config, str(tmp_path), "tiny")
     assert "KAR (keep and retrain)" in (run_dir / "report.md").read_text()
     ds = data_of(config, None)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from damage import copy_run, edit_record, flip_a_byte, into_a_directory, rewrite_verified
+from tiny import read_results, sgt_config
 
 from saliencylab import cli
 from saliencylab.attribution import make_method
@@ -22,28 +23,14 @@ from saliencylab.runs.checkpoints import Checkpoints
 from saliencylab.runs.runner import data_of
 
 torch.set_num_threads(1)
-TINY = ["n_train=160", "n_test=60", "train.epochs=1", "seeds=0", "eval.grid_images=2",
-        "eval.percents=0,50,100", "eval.methods=gradient,random", "eval.fills=corner,uniform"]
-
-
-def tiny_config(*extra):
-    return cfg.apply_sets(cfg.load_preset("sgt", "smoot-quick", st.SaliencyTrainingConfig()),
-                          TINY + list(extra))
-
-
 def checkpoints(folder: Path, key: str = "smoot-s0") -> Checkpoints:
     """A job's checkpoints in a run directory `folder` (made here)."""
     (folder / "artifacts").mkdir(parents=True, exist_ok=True)
     return Checkpoints(folder, key)
 
 
-def read_results(run_dir: Path) -> list[dict]:
-    with open(run_dir / "results.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def test_sgt_run_writes_table_curves_maps_and_k_plots(tmp_path):
-    run_dir = st.run(tiny_config(), str(tmp_path), "tiny")
+    run_dir = st.run(sgt_config(), str(tmp_path), "tiny")
     rows = read_results(run_dir)
     assert [(r["objective"], r["seed"], r["method"], r["fill"]) for r in rows] == [
         (o, "0", m, f) for o in ("traditional", "sgt", "smoot") for m in ("gradient", "random")
@@ -73,7 +60,7 @@ def test_sgt_run_writes_table_curves_maps_and_k_plots(tmp_path):
 
 
 def test_smoot_k_survives_a_save_and_resume(tmp_path):
-    config = tiny_config("train.epochs=2")
+    config = sgt_config("train.epochs=2")
     ds = data_of(config, None)
     whole, obj_whole, hist_whole = training.train_model(config, ds, "smoot", 0,
                                                         checkpoints(tmp_path / "a"), progress=False)
@@ -98,7 +85,7 @@ def test_smoot_k_survives_a_save_and_resume(tmp_path):
 
 
 def test_run_stopped_during_evaluation_resumes_without_retraining(tmp_path, monkeypatch):
-    config = tiny_config("objectives=smoot")
+    config = sgt_config("objectives=smoot")
     real_test, real_train = sgt_protocol.drop_test, sgt_protocol.train_model
 
     def interrupted(*args, **kwargs):
@@ -121,7 +108,7 @@ def test_run_stopped_during_evaluation_resumes_without_retraining(tmp_path, monk
 
 
 def test_bf16_training_runs_and_learns(tmp_path):
-    config = tiny_config("train.precision=bf16", "objectives=sgt", "train.epochs=3")
+    config = sgt_config("train.precision=bf16", "objectives=sgt", "train.epochs=3")
     rows = read_results(st.run(config, str(tmp_path), "bf16"))
     assert float(rows[0]["accuracy"]) > 0.3
 
@@ -159,7 +146,7 @@ def test_rises_then_falls():
 
 
 def test_best_val_evaluates_the_epoch_with_the_best_validation_accuracy(tmp_path, monkeypatch):
-    config = tiny_config("train.epochs=3", "select=best-val", "val_size=40", "objectives=sgt")
+    config = sgt_config("train.epochs=3", "select=best-val", "val_size=40", "objectives=sgt")
     ds = data_of(config, None)
     x_train, _, x_val, _ = training.split_validation(config, ds)
     assert len(x_train) == 120 and len(x_val) == 40
@@ -185,7 +172,7 @@ def test_best_val_evaluates_the_epoch_with_the_best_validation_accuracy(tmp_path
 def test_val_size_must_leave_training_images():
     from saliencylab.core.errors import UserError
     with pytest.raises(UserError, match="val_size"):
-        tiny_config("select=best-val", "val_size=160").validate()
+        sgt_config("select=best-val", "val_size=160").validate()
 
 
 # deit_tiny -----------------------------------------------------------------------------------
@@ -257,7 +244,7 @@ def test_deit_tiny_without_weights_is_a_user_error(capsys):
 # issue 14 D2, C2, C4: a job's model file is part of the job -----------------------------------
 @pytest.fixture(scope="module")
 def clean_smoot(tmp_path_factory):
-    return st.run(tiny_config("objectives=smoot"), str(tmp_path_factory.mktemp("clean")), "tiny")
+    return st.run(sgt_config("objectives=smoot"), str(tmp_path_factory.mktemp("clean")), "tiny")
 
 
 def without_timing(run_dir: Path) -> list[dict]:
@@ -287,7 +274,7 @@ def test_a_damaged_model_file_is_quarantined_and_its_job_run_again(clean_smoot, 
     run_dir = copy_run(clean_smoot, tmp_path)
     model_file = run_dir / "artifacts" / "model-smoot-s0.pt"
     damage(model_file)
-    assert st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny") == run_dir
+    assert st.run(sgt_config("objectives=smoot"), str(tmp_path / "runs"), "tiny") == run_dir
     err = capsys.readouterr().err
     assert f"{model_file} " in err and "computed again" in err
     assert (run_dir / "corrupt" / "artifacts" / "model-smoot-s0.pt").exists()
@@ -298,7 +285,7 @@ def test_a_damaged_model_file_is_quarantined_and_its_job_run_again(clean_smoot, 
 def test_a_record_without_its_model_file_is_not_done(clean_smoot, tmp_path, capsys):
     run_dir = copy_run(clean_smoot, tmp_path)
     (run_dir / "artifacts" / "model-smoot-s0.pt").unlink()
-    st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
+    st.run(sgt_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
     assert "model-smoot-s0.pt, which job smoot-s0 made, is missing" in capsys.readouterr().err
     assert (run_dir / "artifacts" / "model-smoot-s0.pt").exists()
     assert without_timing(run_dir) == without_timing(clean_smoot)
@@ -312,13 +299,13 @@ def test_a_record_without_its_model_file_is_not_done(clean_smoot, tmp_path, caps
 def test_an_edited_sgt_record_is_quarantined_and_recomputed(clean_smoot, tmp_path, capsys, damage):
     run_dir = copy_run(clean_smoot, tmp_path)
     damage(run_dir / "jobs" / "smoot-s0.json")
-    st.run(tiny_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
+    st.run(sgt_config("objectives=smoot"), str(tmp_path / "runs"), "tiny")
     assert "smoot-s0.json holds an invalid record" in capsys.readouterr().err
     assert without_timing(run_dir) == without_timing(clean_smoot)
 
 
 def test_a_checkpoint_that_does_not_hold_a_training_state_is_trained_again(tmp_path, capsys):
-    config = tiny_config("objectives=smoot")
+    config = sgt_config("objectives=smoot")
     ds = data_of(config, None)
     kept = checkpoints(tmp_path)
     checkpoint = kept.folder / "training.pt"

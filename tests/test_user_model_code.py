@@ -5,8 +5,8 @@ SystemExit fails as a job, the others kept."""
 from pathlib import Path
 
 import pytest
-from test_cli import fails
-from test_evaluate import TINY
+import tiny
+from tiny import as_flags
 
 from saliencylab import cli
 from saliencylab.protocols import roar
@@ -19,7 +19,7 @@ EVALUATE = ["evaluate", "--preset", "evaluate-quick", "--workers", "1", "--devic
 
 def evaluate_argv(tmp_path, model: str) -> list[str]:
     return (EVALUATE + ["--out", str(tmp_path / "runs"), "--model", model]
-            + [a for s in TINY for a in ("--set", s)])
+            + as_flags(tiny.EVALUATE))
 
 
 @pytest.mark.parametrize("source, function, message", [
@@ -33,18 +33,18 @@ def evaluate_argv(tmp_path, model: str) -> list[str]:
      "        raise SystemExit(4)\n\ndef build():\n    return Quits()\n", "build",
      "fails on a batch of shape [2, 1, 8, 8] (SystemExit: 4)"),
 ])
-def test_a_model_that_exits_is_one_line_and_exit_2(capsys, tmp_path, source, function, message):
+def test_a_model_that_exits_is_one_line_and_exit_2(fails, tmp_path, source, function, message):
     model = function
     if source is not None:
         (tmp_path / "mine.py").write_text(source)
         model = f"{tmp_path / 'mine.py'}:{function}"
-    fails(capsys, evaluate_argv(tmp_path, model), message)
+    fails(evaluate_argv(tmp_path, model), message)
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_model_file_exiting_on_import_is_caught_by_show_config_too(capsys, tmp_path):
+def test_a_model_file_exiting_on_import_is_caught_by_show_config_too(fails, tmp_path):
     (tmp_path / "mine.py").write_text("import sys\nsys.exit(5)\n")
-    fails(capsys, evaluate_argv(tmp_path, f"{tmp_path / 'mine.py'}:build") + ["--show-config"],
+    fails(evaluate_argv(tmp_path, f"{tmp_path / 'mine.py'}:build") + ["--show-config"],
           "called sys.exit(5)")
 
 
