@@ -59,9 +59,9 @@ def reference_road(model, x, y, spec, order, noise: float) -> float:
     """The per-image reference: impute each image alone, then classify in batches; seconds."""
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    for keep in (False, True):
+    for direction in ("morf", "lerf"):
         for percent in PERCENTS:
-            mask = removal_mask(order, percent, x.shape[2:], keep=keep)[:, 0].numpy()
+            mask = removal_mask(order, percent, x.shape[2:], direction)[:, 0].numpy()
             imputed = np.stack([reference_impute(x[i].double().numpy(), mask[i], noise, rng)
                                 for i in range(len(x))])
             with torch.no_grad():

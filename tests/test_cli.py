@@ -68,4 +68,4 @@ def test_console_script_prints_no_traceback():
 def test_show_config_lists_every_key(capsys):
     assert main(["roar", "--preset", "roar-mnist", "--show-config"]) == 0
     out = capsys.readouterr().out
-    assert "train.lr = 0.001" in out and "seeds = (0, 1, 2, 3, 4)" in out and "kar = False" in out
+    assert "train.lr = 0.001" in out and "seeds = (0, 1, 2, 3, 4)" in out and "removal = 'morf'" in out

@@ -1,16 +1,19 @@
 import pytest
 
 from saliencylab.core.errors import UserError
+from saliencylab.protocols.evaluate import EvaluateConfig
+from saliencylab.protocols.prune import PruneConfig
 from saliencylab.protocols.roar import RoarConfig
+from saliencylab.protocols.sgt import SaliencyTrainingConfig
 from saliencylab.runs import config as cfg
 
 
 def test_set_overrides_nested_and_typed_fields():
     c = cfg.apply_sets(RoarConfig(), ["train.epochs=3", "train.lr=0.5", "seeds=1,2",
-                                      "thresholds=0,12.5", "kar=true", "n_train=none",
+                                      "thresholds=0,12.5", "removal=lerf", "n_train=none",
                                       "methods=gradient,random"])
     assert c.train.epochs == 3 and c.train.lr == 0.5
-    assert c.seeds == (1, 2) and c.thresholds == (0.0, 12.5) and c.kar is True
+    assert c.seeds == (1, 2) and c.thresholds == (0.0, 12.5) and c.removal == "lerf"
     assert c.n_train is None and c.methods == ("gradient", "random")
 
 
@@ -83,3 +86,40 @@ def test_hash_ignores_scheduling_keys_and_names_the_device_by_kind():
         cfg.config_hash(cfg.override(base, "device", "cuda"))
     assert cfg.config_hash(cfg.override(base, "device", "cuda")) != cfg.config_hash(base)
     assert cfg.config_hash(cfg.override(base, "threads_per_job", "2")) != cfg.config_hash(base)
+
+
+# issue 15: renamed keys (removal = morf | lerf everywhere, the SGT fills named as removal.FILLS)
+@pytest.mark.parametrize("protocol, preset, default, old, new", [
+    ("roar", "roar-quick", RoarConfig(), "kar=true", "removal=lerf"),
+    ("roar", "roar-quick", RoarConfig(), "kar=false", "removal=morf"),
+    ("sgt", "smoot-quick", SaliencyTrainingConfig(), "eval.order=least", "eval.removal=lerf"),
+    ("sgt", "smoot-quick", SaliencyTrainingConfig(), "objective.fill=image",
+     "objective.fill=uniform_image"),
+    ("sgt", "smoot-quick", SaliencyTrainingConfig(), "objective.fill=remaining",
+     "objective.fill=uniform"),
+])
+def test_an_old_key_or_value_is_read_as_todays_and_hashes_the_same(protocol, preset, default,
+                                                                    old, new):
+    base = cfg.load_preset(protocol, preset, default)
+    assert cfg.apply_sets(base, [old]) == cfg.apply_sets(base, [new])
+    config = cfg.apply_sets(base, [new])
+    saved = cfg.legacy_dict(config)  # a config.json written before the rename
+    assert cfg.from_dict(default, saved) == config
+
+
+def test_the_run_hash_is_computed_from_the_spelling_before_the_renames():
+    """The hashes that name the quick presets' run directories did not change with the renames,
+    so a run made before them resumes: these are the hashes of runs made before them (on the
+    CPU)."""
+    before = {"roar-quick": "7268b746f9", "smoot-quick": "862b7bf170", "prune-quick": "c4552e216a",
+              "evaluate-quick": "dcdbdfa1ee"}
+    defaults = {"roar": RoarConfig(), "sgt": SaliencyTrainingConfig(), "prune": PruneConfig(),
+                "evaluate": EvaluateConfig()}
+    for name, expected in before.items():
+        protocol = {"smoot": "sgt"}.get(name.split("-")[0], name.split("-")[0])
+        config = cfg.override(cfg.load_preset(protocol, name, defaults[protocol]), "device", "cpu")
+        assert cfg.config_hash(config) == expected, name
+    legacy = cfg.legacy_dict(cfg.load_preset("roar", "roar-quick", RoarConfig()))
+    assert legacy["kar"] is False and "removal" not in legacy
+    legacy = cfg.legacy_dict(cfg.load_preset("sgt", "smoot-quick", SaliencyTrainingConfig()))
+    assert legacy["eval"]["order"] == "most" and legacy["objective"]["fill"] == "remaining"

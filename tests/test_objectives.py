@@ -225,7 +225,7 @@ def test_planted_block_model_has_lower_auc_than_rankings_that_ignore_the_block()
     assert accuracy == 1.0 and curve[0] == 100.0
     assert curve[2] < 25  # the block (14% of the pixels) is gone by 20%
     assert faithful < evaluate(method="random")[2] - 20
-    assert faithful < evaluate(order="least")[2] - 40
+    assert faithful < evaluate(removal="lerf")[2] - 40
     assert faithful < evaluate(fill="mean")[2] + 5  # mean fill: also destroyed
 
 
@@ -284,13 +284,13 @@ def test_the_fill_range_is_the_remaining_pixels_or_the_whole_image():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(20, 1, 6, 6, generator=g)
     s = x.clone()  # the lowest pixels of x are the ones masked: the remaining range is high
-    for fill_range, low in (("remaining", lambda i, m: x[i][~m[i]].min()),
-                            ("image", lambda i, m: x[i].min())):
+    for fill_range, low in (("uniform", lambda i, m: x[i][~m[i]].min()),
+                            ("uniform_image", lambda i, m: x[i].min())):
         objective = SGT(ObjectiveConfig(fill=fill_range), seed=1)
         out = objective.masked_input(x, s, 18)
         mask = lowest_mask(s, 18)
         for i in range(20):
             assert out[i][mask[i]].min() >= low(i, mask)
         lows = torch.stack([out[i][mask[i]].min() for i in range(20)])
-        if fill_range == "image":  # draws reach below the remaining pixels' minimum
+        if fill_range == "uniform_image":  # draws reach below the remaining pixels' minimum
             assert (lows < torch.stack([x[i][~mask[i]].min() for i in range(20)])).any()

@@ -44,7 +44,7 @@ def test_roar_removes_the_most_and_kar_the_least_important_pixels():
     a = torch.arange(16, dtype=torch.float).view(1, 1, 4, 4)  # pixel 15 is the most important
     order = rank_pixels(a)
     roar = removal_mask(order, 25, (4, 4)).flatten()
-    kar = removal_mask(order, 25, (4, 4), keep=True).flatten()
+    kar = removal_mask(order, 25, (4, 4), "lerf").flatten()
     assert roar.nonzero().flatten().tolist() == [12, 13, 14, 15]
     assert kar.nonzero().flatten().tolist() == [0, 1, 2, 3]
 

@@ -24,12 +24,13 @@ from .runs.store import read_failures
 
 @dataclass(frozen=True)
 class Shortcut:
-    """A command-line flag that sets one config key: `--kar` sets kar=true, `--method X` sets method=X."""
+    """A command-line flag that sets one config key: `--kar` sets removal=lerf (its `value`),
+    `--method X` sets method=X."""
 
     flag: str
     key: str
     help: str
-    boolean: bool = False
+    value: str | None = None  # a flag without an argument sets the key to this
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class Command:
 COMMANDS = {
     "roar": Command(roar.ROAR, roar.RoarConfig(), "roar-quick",
                     "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test.",
-                    (Shortcut("--kar", "kar", "keep and retrain: remove the least important pixels "
-                              "instead of the most important", boolean=True),)),
+                    (Shortcut("--kar", "removal", "keep and retrain: remove the least important pixels "
+                              "first (removal=lerf) instead of the most important", "lerf"),)),
     "sgt": Command(sgt.SALIENCY_TRAINING, sgt.SaliencyTrainingConfig(), "smoot-quick",
                    "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC."),
     "prune": Command(prune.PRUNING, prune.PruneConfig(), "prune-quick",
@@ -197,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=_help(command.description), description=command.description)
         _common_options(p, name, command.preset)
         for shortcut in command.shortcuts:
-            if shortcut.boolean:
-                p.add_argument(shortcut.flag, action="store_true", help=shortcut.help)
+            if shortcut.value is not None:
+                p.add_argument(shortcut.flag, action="store_const", const=shortcut.value,
+                               help=shortcut.help)
             else:
                 p.add_argument(shortcut.flag, help=shortcut.help)
     for name, tool in TOOLS.items():
@@ -212,7 +214,7 @@ def resolve_config(args):
     config = cfg.load_preset(args.protocol, args.preset, command.default)
     for shortcut in command.shortcuts:
         value = getattr(args, shortcut.flag.lstrip("-").replace("-", "_"))
-        if value not in (None, False):
+        if value is not None:
             config = cfg.override(config, shortcut.key, value)
     if args.device is not None:
         config = cfg.override(config, "device", args.device)

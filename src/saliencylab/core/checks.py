@@ -1,4 +1,7 @@
-"""Checks of configuration values: each failure is a one-line UserError naming the key."""
+"""Checks of configuration values (each failure a one-line UserError naming the key), and the
+fields of a config that were renamed."""
+
+import dataclasses
 
 from .errors import UserError
 
@@ -34,3 +37,20 @@ def check_percents(percents, what: str, closed: bool) -> None:
           and all(a < b for a, b in zip(percents, percents[1:])),
           f"{what} must be at least two percentages in {'[0, 100]' if closed else '(0, 100)'}, "
           f"strictly increasing (no repeats), got {percents!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """How a config field was spelled before: its key, and its values (old -> new; empty when
+    only the key changed)."""
+
+    old_key: str
+    old_values: dict
+
+
+def renamed(default, old_key: str, old_values: dict | None = None):
+    """A dataclass field once called `old_key`, its values then spelled as the keys of
+    `old_values`: the old spelling is still read (--set, presets, saved configs), and the run
+    hash is computed from the old spelling, so that runs made before the rename resume."""
+    return dataclasses.field(default=default,
+                             metadata={"renamed": Renamed(old_key, dict(old_values or {}))})

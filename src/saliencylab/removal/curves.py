@@ -1,7 +1,7 @@
 """Every removal curve, without retraining (model in eval mode, batched, on x's device):
 
 - `accuracy_curve`: accuracy after removing the top x% ranked pixels (the SGT/SMOOT
-  accuracy-drop curve; also LeRF with `keep=True`);
+  accuracy-drop curve; also LeRF with `direction="lerf"`);
 - `correctness`: the same per image (curves of 0/1);
 - `road`: ROAD's MoRF and LeRF curves with noisy linear imputation (Rong et al. 2022);
 - `deletion`, `insertion`: RISE's per-image probability curves (Petsiuk et al. 2018);
@@ -34,17 +34,17 @@ def _batches(n: int, size: int):
 
 @torch.no_grad()
 def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
-                keep: bool = False, batch_size: int = 500,
+                direction: str = "morf", batch_size: int = 500,
                 generator: torch.Generator | None = None) -> Tensor:
     """Whether each image is still classified correctly [N, len(percents)] after removing its
-    ⌊x·HW⌋ first-ranked pixels (the last ones with `keep`), filled with `fill_kind`."""
+    ⌊x·HW⌋ first-ranked pixels (morf; the last ones: lerf), filled with `fill_kind`."""
     model.eval()
     mean_pixel = spec.mean_pixel(x.device)
     columns = []
     for percent in percents:
         rows = []
         for a, b in _batches(len(x), batch_size):
-            mask = removal_mask(order[a:b], percent, x.shape[2:], keep=keep)
+            mask = removal_mask(order[a:b], percent, x.shape[2:], direction)
             xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
             rows.append(logits_of(model, xb, spec).argmax(1) == y[a:b])
         columns.append(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool, device=x.device))
@@ -52,11 +52,11 @@ def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill
 
 
 def accuracy_curve(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
-                   keep: bool = False, batch_size: int = 500,
+                   direction: str = "morf", batch_size: int = 500,
                    generator: torch.Generator | None = None) -> list[float]:
     """Test accuracy (%) after removing the ⌊x·HW⌋ first-ranked pixels of every image (the last
-    ones with `keep`), filled with `fill_kind`, for each x in `percents`."""
-    right = correctness(model, x, y, spec, order, percents, fill_kind, keep=keep,
+    ones: lerf), filled with `fill_kind`, for each x in `percents`."""
+    right = correctness(model, x, y, spec, order, percents, fill_kind, direction=direction,
                         batch_size=batch_size, generator=generator)
     return (100.0 * right.float().mean(0)).tolist() if len(x) else [0.0] * len(percents)
 
@@ -85,7 +85,7 @@ def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 
     draws = generator(x.device, seed)  # one stream for MoRF, then LeRF
     return {"morf": correctness(model, x, y, spec, order, percents, fill_kind,
                                 batch_size=batch_size, generator=draws),
-            "lerf": correctness(model, x, y, spec, order, percents, fill_kind, keep=True,
+            "lerf": correctness(model, x, y, spec, order, percents, fill_kind, direction="lerf",
                                 batch_size=batch_size, generator=draws)}
 
 

@@ -24,19 +24,23 @@ def count_removed(percent, pixels: int) -> Tensor:
     return torch.floor(torch.round(percent * pixels / 100, decimals=9)).long()
 
 
-def mask_first(order: Tensor, count, shape: tuple[int, int], keep: bool = False) -> Tensor:
+REMOVALS = ("morf", "lerf")  # most relevant first | least relevant first (Rong et al. 2022's names)
+
+
+def mask_first(order: Tensor, count, shape: tuple[int, int], direction: str = "morf") -> Tensor:
     """Mask removing `count` pixels per image (one number or one per image [N]): the first ones
-    of `order`, or with `keep=True` the last ones. Returns bool [N,1,H,W] on order's device."""
+    of `order` (morf), or the last ones (lerf). Returns bool [N,1,H,W] on order's device."""
     n, pixels = order.shape
     count = torch.as_tensor(count, device=order.device).long().expand(n)[:, None]
     rank = torch.arange(pixels, device=order.device).expand(n, pixels)
-    chosen = rank >= pixels - count if keep else rank < count
+    chosen = rank >= pixels - count if direction == "lerf" else rank < count
     mask = torch.zeros(n, pixels, dtype=torch.bool, device=order.device)
     mask.scatter_(1, order.long(), chosen)
     return mask.view(n, 1, *shape)
 
 
-def removal_mask(order: Tensor, percent, shape: tuple[int, int], keep: bool = False) -> Tensor:
+def removal_mask(order: Tensor, percent, shape: tuple[int, int], direction: str = "morf") -> Tensor:
     """Mask removing ⌊t·HW⌋ pixels per image: the first ones of `order` (ROAR, MoRF), or with
-    `keep=True` the last ones (KAR, LeRF). `percent` is one number or one per image [N]."""
-    return mask_first(order, count_removed(percent, order.shape[1]).to(order.device), shape, keep)
+    `direction="lerf"` the last ones (KAR, LeRF). `percent` is one number or one per image [N]."""
+    return mask_first(order, count_removed(percent, order.shape[1]).to(order.device), shape,
+                      direction)

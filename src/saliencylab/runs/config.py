@@ -20,6 +20,7 @@ from importlib import resources
 import tomllib
 
 from ..core.checks import check
+from ..core.device import device_kind
 from ..core.errors import UserError
 
 SEED_RANGE = (0, 2**32 - 1)
@@ -55,11 +56,25 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def hashed_dict(config) -> dict:
-    """The config as the run hash sees it: scheduling keys dropped, the device by its kind."""
-    from ..core.device import device_kind
+def legacy_dict(config, values: dict | None = None) -> dict:
+    """`to_dict(config)` with every renamed field (core.checks.renamed) under its old key and in
+    its old spelling: what the config was before the renames."""
+    values = to_dict(config) if values is None else values
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            legacy_dict(value, values[f.name])
+        was = f.metadata.get("renamed")
+        if was is not None:
+            new = values.pop(f.name)
+            values[was.old_key] = {v: k for k, v in was.old_values.items()}.get(new, new)
+    return values
 
-    values = to_dict(config)
+
+def hashed_dict(config) -> dict:
+    """The config as the run hash sees it: scheduling keys dropped, the device by its kind,
+    renamed fields as they were spelled before (so that older runs resume)."""
+    values = legacy_dict(config)
     for key in SCHEDULING_KEYS:
         values.pop(key, None)
     if "device" in values:
@@ -160,9 +175,36 @@ def _unknown_key(key: str, paths) -> UserError:
     return UserError(f"unknown config key {key!r}{hint} (`--show-config` lists every key)")
 
 
+def _old_spelling(config, key: str, value):
+    """(key, value) in today's spelling, for a key or value of a renamed field (None if `key`
+    names none): `kar=true` is `removal=lerf`."""
+    head, _, last = key.rpartition(".")
+    for part in head.split(".") if head else ():
+        config = getattr(config, part, None)
+        if not dataclasses.is_dataclass(config):
+            return None
+    for f in dataclasses.fields(config):
+        was = f.metadata.get("renamed")
+        if was is None or was.old_key != last:
+            continue
+        old = value
+        if isinstance(value, str) and any(isinstance(k, bool) for k in was.old_values):
+            old = _parse(value, bool, key)
+        new = was.old_values.get(old, value) if not isinstance(old, list) else value
+        return (f"{head}.{f.name}" if head else f.name), new
+    return None
+
+
 def override(config, key: str, value):
-    """Return a copy of `config` with dotted `key` set to `value` (a string or a TOML value)."""
+    """Return a copy of `config` with dotted `key` set to `value` (a string or a TOML value);
+    a renamed field's old key or values are read as today's."""
     paths = field_paths(config)
+    try:
+        translated = _old_spelling(config, key, value)
+    except ValueError:
+        raise UserError(f"invalid value {value!r} for {key}: expected bool") from None
+    if translated is not None:
+        key, value = translated
     if key not in paths:
         raise _unknown_key(key, paths)
     try:

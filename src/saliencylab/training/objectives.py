@@ -16,7 +16,7 @@ Defaults follow the SGT authors' code (ayaabdelsalam91/saliency_guided_training,
 - KL direction: KLDivLoss(input=log p̃, target=log p) = KL(p ‖ p̃), batch mean (line 109); the
   gradient flows through both f(x) and f(x̃); x̃ is detached (line 94).
 - Fill: uniform within [min, max] of the image's *remaining* pixels (the SMOOT paper's text,
-  the default), or of the *whole* image (`fill=image`: their code with --RandomMasking, lines
+  the default), or of the *whole* image (`fill=uniform_image`: their code with --RandomMasking, lines
   80-85, which their README uses for SGT).
 
 SMOOT keeps one K per training image. The paper's text calls K a percentage but its tables only
@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check, check_choice
-from ..removal import count_removed, fill, fill_uniform_in_range, mask_first
+from ..core.checks import check, check_choice, renamed
+from ..removal import count_removed, fill, mask_first
 
 OBJECTIVES: tuple[str, ...] = ("traditional", "sgt", "smoot")
 
@@ -64,7 +64,9 @@ class ObjectiveConfig:
     target: str = "label"  # label | predicted: the class whose score is differentiated
     saliency_output: str = "log_softmax"  # log_softmax (the authors' model output) | logit
     saliency_pass: str = "eval"  # eval (the authors': a separate eval-mode pass) | shared
-    fill: str = "remaining"  # remaining (SMOOT paper) | image (the authors' --RandomMasking)
+    # uniform: within the remaining pixels' range (the SMOOT paper) | uniform_image: within the
+    # whole image's (the authors' --RandomMasking), fills of removal.FILLS; once remaining | image
+    fill: str = renamed("uniform", "fill", {"remaining": "uniform", "image": "uniform_image"})
 
     def validate(self) -> None:
         check(self.lam >= 0, "objective.lam must be >= 0")
@@ -79,7 +81,7 @@ class ObjectiveConfig:
         check_choice(self.target, ("label", "predicted"), "objective.target")
         check_choice(self.saliency_output, ("log_softmax", "logit"), "objective.saliency_output")
         check_choice(self.saliency_pass, ("eval", "shared"), "objective.saliency_pass")
-        check_choice(self.fill, ("remaining", "image"), "objective.fill")
+        check_choice(self.fill, ("uniform", "uniform_image"), "objective.fill")
 
 
 def lowest_mask(s: Tensor, counts) -> Tensor:
@@ -182,10 +184,7 @@ class SGT(Traditional):
         mask = lowest_mask(s, counts)
         x_float = x.detach().float()
         generator = self.generator(x.device)
-        if self.cfg.fill == "image":
-            masked = fill(x_float, mask, "uniform_image", generator=generator)
-        else:
-            masked = fill_uniform_in_range(x_float, mask, generator)
+        masked = fill(x_float, mask, self.cfg.fill, generator=generator)
         return masked.to(x.dtype)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:

@@ -100,7 +100,7 @@ def roar_values(config: EvaluateConfig, classes: int) -> dict[str, dict[int, flo
     if (theirs.dataset, theirs.model) != (config.dataset, config.model):
         raise UserError(f"roar_run {run} is for {theirs.dataset}/{theirs.model}, not "
                         f"{config.dataset}/{config.model}: ROAR is read only for the same data and model")
-    if theirs.kar:
+    if theirs.removal == "lerf":
         raise UserError(f"roar_run {run} is a KAR run, not a ROAR run: give a run made without --kar")
     if 0 not in theirs.thresholds:
         raise UserError(f"roar_run {run} has no 0% reference (its thresholds lack 0): give a ROAR "

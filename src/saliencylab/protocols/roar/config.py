@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique
-from ...removal import FILLS
+from ...core.checks import check, check_choice, check_count, check_unique, renamed
+from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
 
@@ -22,7 +22,9 @@ class RoarConfig(RunOptions):
     thresholds: tuple[float, ...] = (0.0, 10.0, 30.0, 50.0, 70.0, 90.0)  # percent removed
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     base_seed: int = 1000  # seed of the base model that the attributions explain
-    kar: bool = False  # keep and retrain: remove the least important pixels instead
+    # morf: remove the most important pixels first (ROAR) | lerf: the least important (KAR, keep
+    # and retrain); once the key `kar` (true = lerf)
+    removal: str = renamed("morf", "kar", {False: "morf", True: "lerf"})
     # what removed pixels become: mean (Hooker et al.), or linear, ROAD's noisy linear
     # imputation (Rong et al. 2022), their fix for the class information that the mask's
     # shape leaks; every fill of `removal.FILLS` is accepted
@@ -51,6 +53,7 @@ class RoarConfig(RunOptions):
         check_count(self.n_test, "n_test")
         check(self.target in ("predicted", "label"), "target must be predicted or label")
         check_choice(self.fill, FILLS, "fill")
+        check_choice(self.removal, REMOVALS, "removal")
         check(self.attribution_batch >= 1, "attribution_batch must be >= 1")
         self.attribution.validate()
         self.train.validate()

@@ -51,9 +51,9 @@ def record_specs(config: RoarConfig, classes: int) -> dict[str, dict]:
 
 def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config: RoarConfig,
                   spec, seed: int = 0) -> torch.Tensor:
-    """The images with their top-t% pixels (KAR: bottom) replaced by `config.fill`, uint8 again.
+    """The images with their top-t% pixels (lerf, KAR: bottom) replaced by `config.fill`, uint8 again.
     Random fills draw from `seed`, the same for every retraining seed of a (method, t)."""
-    mask = removal_mask(order, threshold, spec.shape[1:], keep=config.kar)
+    mask = removal_mask(order, threshold, spec.shape[1:], config.removal)
     draws = generator(x.device, seed)
     chunks = [fill(x[i:i + 4096].float(), mask[i:i + 4096], config.fill,
                    mean_pixel=spec.mean_pixel(x.device), generator=draws)

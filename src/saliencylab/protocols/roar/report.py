@@ -24,7 +24,8 @@ def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float
         return [r for r in records if r["method"] == method and r["threshold"] == threshold]
 
     thresholds = [t for t in config.thresholds if any(runs(m, t) for m in config.methods)]
-    mode = "KAR (keep and retrain)" if config.kar else "ROAR (remove and retrain)"
+    kar = config.removal == "lerf"
+    mode = "KAR (keep and retrain)" if kar else "ROAR (remove and retrain)"
     accuracy_rows = [[m] + [fmt_mean_std([r["accuracy"] for r in runs(m, t)], 100)
                             for t in thresholds] for m in config.methods]
     text = [f"# {mode}: {config.dataset}, {config.model}\n",
@@ -47,6 +48,6 @@ def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float
         text += [f"## Per-class precision (%): {method}\n",
                  markdown_table(["removed"] + [f"class {c}" for c in range(classes)], rows)]
     errorbar_plot(paths.figure(store.dir, "accuracy"), series, "% of pixels removed" + (
-        " (least important)" if config.kar else " (most important)"), "test accuracy (%)",
-        f"{'KAR' if config.kar else 'ROAR'}: {config.dataset}, {config.model}")
+        " (least important)" if kar else " (most important)"), "test accuracy (%)",
+        f"{'KAR' if kar else 'ROAR'}: {config.dataset}, {config.model}")
     atomic_write_text(paths.report_file(store.dir), "\n".join(text))

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique
+from ...core.checks import check, check_choice, check_count, check_unique, renamed
 from ...models.vit import VitConfig
-from ...removal import FILLS
+from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
 from ...training.objectives import OBJECTIVES, ObjectiveConfig
@@ -35,7 +35,9 @@ class DropTestConfig:
     fills: tuple[str, ...] = ("corner", "mean", "uniform")
     attribution: MethodOptions = AUTHORS_OPTIONS  # explains log p(label), as their model's output
     target: str = "label"  # label | predicted: the class the saliency explains
-    order: str = "most"  # most: remove the most salient first | least: the reverse
+    # morf: remove the most salient pixels first | lerf: the least salient; once the key `order`
+    # (most | least)
+    removal: str = renamed("morf", "order", {"most": "morf", "least": "lerf"})
     percents: tuple[float, ...] = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)  # theirs stop at 90
     seed: int = 0  # random fills
     grid_images: int = 6  # test images in the saliency-map grid
@@ -52,7 +54,7 @@ class DropTestConfig:
         check_unique(self.fills, "eval.fills")
         self.attribution.validate()
         check_choice(self.target, ("label", "predicted"), "eval.target")
-        check_choice(self.order, ("most", "least"), "eval.order")
+        check_choice(self.removal, REMOVALS, "eval.removal")
         check(len(self.percents) >= 2 and all(0 <= p <= 100 for p in self.percents)
               and list(self.percents) == sorted(set(self.percents)),
               "eval.percents must be at least two increasing values in [0, 100]")

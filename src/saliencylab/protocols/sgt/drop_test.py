@@ -46,7 +46,7 @@ def drop_test(config, model, ds, progress: bool = False) -> dict:
         curves[method], aucs[method], aucs_90[method] = {}, {}, {}
         for fill in e.fills:
             curve = accuracy_curve(model, x, y, ds.spec, order, e.percents, fill,
-                                   keep=e.order == "least", batch_size=e.batch_size,
+                                   direction=e.removal, batch_size=e.batch_size,
                                    generator=generator(x.device, e.seed))
             curves[method][fill] = curve
             aucs[method][fill] = auc(fractions, curve)

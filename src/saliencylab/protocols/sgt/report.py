@@ -18,6 +18,7 @@ from ...runs.store import RunStore
 from .training import pixels_of, train_size
 
 LABELS = {"traditional": "Traditional", "sgt": "SGT", "smoot": "SMOOT"}
+SALIENT_FIRST = {"morf": "most", "lerf": "least"}
 
 
 def csv_rows(config, records: list[dict]) -> list[dict]:
@@ -96,7 +97,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
         f"{_px(o.k_min, pixels)} and {_px(o.k_max, pixels)} pixels), α = {o.alpha:g}, μ = "
         f"{o.mu:g}, n = {o.n}. Both: λ = {o.lam:g}; saliency = {o.saliency} gradient of the "
         f"{o.target}'s {o.saliency_output}, {o.saliency_pass}-mode pass; masked pixels get random "
-        f"values within the range of the {'remaining pixels' if o.fill == 'remaining' else 'whole image'}. "
+        f"values within the range of the {'remaining pixels' if o.fill == 'uniform' else 'whole image'}. "
         f"SMOOT masks with the K from the previous visit of an image, so in the first epoch it "
         f"trains like SGT with k = {o.k_init}%.\n",
         "## Results (mean ± std over seeds)\n",
@@ -114,7 +115,7 @@ def write_report(config, store: RunStore, ds, seconds: float, failed: dict[str, 
         markdown_table(["method"] + [LABELS[n] for n in present], per_method),
         f"## Accuracy-drop curves (`{method}`, one panel per fill)\n\nPixels ranked by "
         f"|{method}| of the {e.target}'s {e.attribution.output} on the clean test images, the "
-        f"{e.order} salient removed first. Fills: "
+        f"{SALIENT_FIRST[e.removal]} salient removed first. Fills: "
         + "; ".join(f"`{f}` = {FILLS[f]}" for f in e.fills) + ".\n",
         "![accuracy drop](accuracy_drop.png)\n",
         f"## Saliency maps\n\nThe same test images under each model (seed {config.seeds[0]}), "
@@ -156,7 +157,7 @@ def drop_figure(config, by: dict, present: list[str], method: str, path) -> None
             ax.errorbar(e.percents, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
                         ms=3, capsize=3, label=LABELS[name])
         ax.set_title(f"fill: {fill}")
-        ax.set_xlabel(f"% of pixels removed ({e.order} salient first)")
+        ax.set_xlabel(f"% of pixels removed ({SALIENT_FIRST[e.removal]} salient first)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].legend()
