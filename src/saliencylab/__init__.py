@@ -2,9 +2,6 @@
 
 __version__ = "0.2.0"
 
+from .api import evaluate  # noqa: E402  (after __version__, which the CLI reads)
 
-def evaluate(*args, **kwargs):
-    """Every faithfulness metric of every method on your model: see `saliencylab.api.evaluate`."""
-    from .api import evaluate as run
-
-    return run(*args, **kwargs)
+__all__ = ["evaluate", "__version__"]

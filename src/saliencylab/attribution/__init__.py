@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import UserError, a_type
+from ..core.progress import steps
+from ..data.batches import prepare_batch
 from .cam import GradCAM, GradCAMPlusPlus
 from .gradients import (
     DeepLiftMethod,
@@ -150,9 +152,6 @@ def attribute_dataset(method: AttributionMethod, model: nn.Module, x: Tensor, ta
                       desc: str = "attribution") -> Tensor:
     """Attribute every uint8 image of `x` in batches, with a progress bar -> float32 [N,1,H,W]
     on x's device."""
-    from ..core.progress import steps
-    from ..data.batches import prepare_batch
-
     method = Checked(method)
     maps = [method.attribute(model, prepare_batch(x[i:i + batch_size], spec),
                              target[i:i + batch_size])

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.device import generator
 from ..core.errors import UserError
 from ..core.modes import eval_mode
 from .options import MethodOptions
@@ -39,17 +40,21 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
             random.setstate(python_state)
 
 
-class Score(nn.Module):
+def explained_score(logits: Tensor, output: str) -> Tensor:
     """The score a method explains: the model's logits, or their log-softmax (log p), as when a
     model ends in log_softmax like the SGT authors' MNIST network (Scripts/cnn.py line 28)."""
+    return F.log_softmax(logits.float(), dim=1) if output == "log_softmax" else logits
+
+
+class Score(nn.Module):
+    """`model` followed by `explained_score`, for methods that take a module (Captum)."""
 
     def __init__(self, model: nn.Module, output: str):
         super().__init__()
         self.model, self.output = model, output
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.model(x)
-        return F.log_softmax(logits.float(), dim=1) if self.output == "log_softmax" else logits
+        return explained_score(self.model(x), self.output)
 
 
 def check_inputs(x: Tensor, target) -> Tensor:
@@ -97,7 +102,7 @@ class Method:
         return Score(model, self.options.output)
 
     def generator(self, x: Tensor) -> torch.Generator:
-        return torch.Generator(device=x.device).manual_seed(self.options.seed)
+        return generator(x.device, self.options.seed)
 
     def baselines(self, x: Tensor, count: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """`count` baselines per image of x, [count * b, C, H, W] (image i owns rows

@@ -6,6 +6,7 @@ import torch
 from captum.attr import Occlusion
 from torch import Tensor, nn
 
+from ..core.device import generator
 from .base import Method, check_inputs, run_chunks
 
 
@@ -46,7 +47,7 @@ class RandomMethod(Method):
         self.reset()
 
     def reset(self) -> None:
-        self._generator = torch.Generator().manual_seed(self.options.seed)
+        self._generator = generator("cpu", self.options.seed)
 
     def attribute(self, model: nn.Module, x: Tensor, target) -> Tensor:
         check_inputs(x, target)

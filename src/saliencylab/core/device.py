@@ -20,7 +20,6 @@ On the CPU our runs are deterministic either way; results are not expected to ma
 CPU and CUDA, nor across PyTorch versions.
 """
 
-import itertools
 import os
 
 import torch
@@ -85,25 +84,6 @@ def set_deterministic(flag: bool, device: torch.device) -> None:
 def generator(device: torch.device | str, seed: int) -> torch.Generator:
     """A torch.Generator on `device` seeded with `seed` (random numbers for tensors there)."""
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
-
-
-def move_to(device: torch.device | str, model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer | None = None) -> torch.nn.Module:
-    """Move `model` (in place) and the state of its `optimizer` (momentum buffers, ...) to
-    `device` where they are not there yet; returns the model."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if any(t.device != device for t in itertools.chain(model.parameters(), model.buffers())):
-        model.to(device)
-    if optimizer is not None and any(
-            torch.is_tensor(value) and value.device != device and key != "step"
-            for state in optimizer.state.values() for key, value in state.items()):
-        # load_state_dict casts each state tensor to its parameter's device, and leaves the
-        # step counts on the CPU where the optimizer keeps them (torch/optim/optimizer.py,
-        # _process_value_according_to_param_policy)
-        optimizer.load_state_dict(optimizer.state_dict())
-    return model
 
 
 def prepare(config) -> torch.device:

@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..core.device import generator
+
 # augment(x01, generator) -> x01: acts on float images scaled to [0, 1], before normalisation
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -32,8 +34,8 @@ def predict(model: nn.Module, x: Tensor, spec, batch_size: int = 1000,
     """Logits for uint8 images `x`, computed in eval mode and in batches, on x's device."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    out = torch.cat([logits_of(model, x[i:i + batch_size], spec, augment, generator)
+    draws = generator(x.device, seed)
+    out = torch.cat([logits_of(model, x[i:i + batch_size], spec, augment, draws)
                      for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out

@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.progress import Progress
 
 # Canonical md5s keyed by (data set, file name). A ``.gz`` file is accepted when its own
 # md5 matches the ``.gz`` entry, or else when its decompressed content matches the entry
@@ -158,8 +159,6 @@ def shown(paths: list[Path]) -> str:
 
 def _download(url: str, dest: Path, md5: str | None, progress: bool) -> None:
     """Fetch ``url`` into ``dest`` via a temp file renamed once the md5 checks out."""
-    from ..core.progress import Progress
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)

@@ -41,4 +41,4 @@ class Classification:
 def classify(model: nn.Module, x: Tensor, y: Tensor, spec) -> Classification:
     """Test accuracy and per-class precision of `model` on uint8 images `x`."""
     pred = predict(model, x, spec).argmax(1)
-    return Classification(accuracy_of(pred, y), per_class_precision(pred, y, len(spec.classes)))
+    return Classification(accuracy_of(pred, y), per_class_precision(pred, y, spec.num_classes))

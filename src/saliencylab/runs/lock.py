@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.progress import warn
 
 _HELD: dict[Path, int] = {}  # lock path -> file descriptor, for this process
 _HOLDER = re.compile(r"pid \d+ on host [\w.-]+")
@@ -70,8 +71,6 @@ class RunLock:
             raise UserError(f"{self.path.parent} is in use by another saliencylab process "
                             f"({holder}): wait for it to finish or stop it, then run again") from None
         if os.fstat(fd).st_size:
-            from ..core.progress import warn
-
             stale = _holder(fd)
             warn(f"taking over the stale lock of {self.path.parent} "
                  + (f"({stale}, no longer running)" if stale else "(no saliencylab holder named)"))

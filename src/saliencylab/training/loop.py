@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.device import generator
 from ..core.errors import TrainingDiverged
 from ..core.progress import Progress
 from ..data.batches import Augment, prepare_batch
@@ -83,7 +84,7 @@ def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: 
     deterministic given `seed` on that device. Raises TrainingDiverged on a non-finite loss,
     naming `desc`, the epoch (counted from `epoch_offset` + 1) and the step, and `lr_key`."""
     torch.manual_seed(seed)  # dropout and any randomness inside the objective (CPU and CUDA)
-    shuffle = torch.Generator(device=x.device).manual_seed(seed)
+    shuffle = generator(x.device, seed)
     model.to(memory_format=torch.channels_last).train()
     optimizer = optimizer or make_optimizer(model, cfg)
     n = len(x)

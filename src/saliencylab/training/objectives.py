@@ -41,8 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..attribution.base import explained_score
 from ..core.checks import check, check_choice, renamed
+from ..core.device import generator
 from ..removal import count_removed, fill, mask_first
+from .loop import cross_entropy
 
 OBJECTIVES: tuple[str, ...] = ("traditional", "sgt", "smoot")
 
@@ -105,17 +108,13 @@ def smoot_update(k: Tensor, delta: Tensor, mu: float, k_min: int, k_max: int) ->
     return (k.long() + step).clamp(k_min, k_max).to(k.dtype)
 
 
-def explained_score(logits: Tensor, output: str) -> Tensor:
-    return F.log_softmax(logits.float(), dim=1) if output == "log_softmax" else logits
-
-
 class Traditional:
     """Plain cross-entropy (λ = 0)."""
 
     name = "traditional"
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
-        return F.cross_entropy(model(x), y)
+        return cross_entropy(model, x, y, idx)
 
     def reseed(self, seed: int) -> None:
         pass
@@ -148,7 +147,7 @@ class SGT(Traditional):
     def generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
         if key not in self.generators:
-            self.generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+            self.generators[key] = generator(device, self.seed)
         return self.generators[key]
 
     def counts(self, idx: Tensor, pixels: int) -> Tensor:

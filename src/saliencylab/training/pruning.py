@@ -3,7 +3,7 @@
 - A *mask* maps a parameter name to a bool tensor of the parameter's shape: True = kept.
 - The *prunable* parameters are the weights of every conv and linear layer (biases are not
   pruned), as in Lukkien's protocol.
-- A pruning *strategy* is one small interface, `scores(weights, generator) -> scores`:
+- A pruning *strategy* is one small interface, `scores(weights, draws) -> scores`:
   at each level the `k = round(fraction * remaining)` surviving weights with the lowest
   scores, over all layers together, are pruned. Global magnitude scores |w|; the random
   control scores uniform noise, so it prunes the same count at random.
@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ..core.device import generator
 from ..core.errors import UserError
 
 Masks = dict[str, Tensor]
@@ -69,7 +70,7 @@ def expected_remaining(total: int, fraction: float, levels: int) -> int:
 class Strategy(Protocol):
     name: str
 
-    def scores(self, weights: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    def scores(self, weights: dict[str, Tensor], draws: torch.Generator) -> dict[str, Tensor]:
         """A score per weight; the lowest-scoring surviving weights are pruned first."""
         ...
 
@@ -79,7 +80,7 @@ class GlobalMagnitude:
 
     name = "magnitude"
 
-    def scores(self, weights, generator):
+    def scores(self, weights, draws):
         return {name: w.detach().abs().float() for name, w in weights.items()}
 
 
@@ -88,8 +89,8 @@ class RandomPruning:
 
     name = "random"
 
-    def scores(self, weights, generator):
-        return {name: torch.rand(w.shape, generator=generator) for name, w in weights.items()}
+    def scores(self, weights, draws):
+        return {name: torch.rand(w.shape, generator=draws) for name, w in weights.items()}
 
 
 STRATEGIES: dict[str, type] = {"magnitude": GlobalMagnitude, "random": RandomPruning}
@@ -102,13 +103,13 @@ def make_strategy(name: str) -> Strategy:
 
 
 def prune(weights: dict[str, Tensor], masks: Masks, fraction: float, strategy: Strategy,
-          generator: torch.Generator | None = None) -> Masks:
+          draws: torch.Generator | None = None) -> Masks:
     """New masks with `round(fraction * remaining)` more weights pruned: the surviving weights
     with the lowest scores over all layers (ties broken by position, so the result is exact
     and reproducible). Already-pruned weights stay pruned."""
-    generator = generator or torch.Generator().manual_seed(0)
+    draws = draws or generator("cpu", 0)
     names = list(masks)
-    scores = strategy.scores({n: weights[n] for n in names}, generator)
+    scores = strategy.scores({n: weights[n] for n in names}, draws)
     flat_scores = torch.cat([scores[n].reshape(-1).float().cpu() for n in names])
     flat_mask = torch.cat([masks[n].reshape(-1).cpu() for n in names])
     survivors = flat_mask.nonzero().squeeze(1)

@@ -63,7 +63,7 @@ def record_spec(config: EvaluateConfig, seed: int, n_test: int, plan: Plan) -> d
 def model_for(config: EvaluateConfig, ds, seed: int, progress: bool) -> torch.nn.Module:
     """Your weights, or a model trained here with `train` and `seed`."""
     torch.manual_seed(seed)
-    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
     if config.model_file:
         return load_weights(model, config.model_file).to(ds.x_test.device).eval()
     model.to(ds.x_test.device)
@@ -78,7 +78,7 @@ def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...]
     Returns the methods and metric groups (ROAR aside) that apply to the model, and why the
     others do not (`measure.applicable`)."""
     with torch.random.fork_rng():  # the caller's generator is untouched
-        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
     if config.model_file:
         load_weights(model, config.model_file)
     metrics = tuple(m for m in config.metrics if registry.group(m).compute)
@@ -125,7 +125,7 @@ class Evaluate(Protocol):
         methods, metrics, skipped = usable(config, ds)
         for what, reason in skipped.items():
             warn(f"{what} is skipped: {reason}")
-        roar = roar_values(config, len(ds.spec.classes)) if "roar" in config.metrics else {}
+        roar = roar_values(config, ds.spec.num_classes) if "roar" in config.metrics else {}
         return Plan(methods, metrics, skipped, roar)
 
     def layout(self, config: EvaluateConfig, ds, plan: Plan) -> Layout:

@@ -108,7 +108,7 @@ def _cpu(tensors: dict) -> dict:
 def pretrain(config: PruneConfig, ds, seed: int, progress: bool):
     """Level 0: the pre-trained model and the rewind-point state."""
     torch.manual_seed(seed)
-    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
     model.to(ds.x_train.device)
     snapshots = {}
     if config.rewind_epoch == 0:
@@ -149,7 +149,7 @@ class Pruning(Protocol):
         level (model state, masks, metrics, example heatmaps and their noisy inputs in [0, 1]),
         which the record relies on."""
         with torch.random.fork_rng(devices=[]):
-            model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+            model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
         state, masks = tensors_like(model.state_dict()), full_masks(model)
         c, h, w = ds.spec.shape
         n_test = len(ds.x_test)
@@ -205,7 +205,7 @@ class Pruning(Protocol):
             else:
                 torch.manual_seed(seed)
                 model = models.build_model(config.model, ds.spec.shape,
-                                           len(ds.spec.classes)).to(device)
+                                           ds.spec.num_classes).to(device)
                 model.load_state_dict(previous["state"])
                 masks = prune(masked_weights(model),
                               {k: m.to(device) for k, m in previous["mask"].items()},

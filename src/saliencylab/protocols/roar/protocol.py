@@ -77,10 +77,10 @@ class Roar(Protocol):
                                  pixels - 1)
                    for split, x in (("train", ds.x_train), ("test", ds.x_test))}
         state = model_state_spec(lambda: models.build_model(config.model, ds.spec.shape,
-                                                            len(ds.spec.classes)))
+                                                            ds.spec.num_classes))
         artifacts = {paths.BASE_MODEL: {"state": state, "accuracy": FRACTION}}
         artifacts.update({paths.ranking(m): ranking for m in config.methods})
-        return Layout(record_specs(config, len(ds.spec.classes)), artifacts)
+        return Layout(record_specs(config, ds.spec.num_classes), artifacts)
 
     def prepare(self, config: RoarConfig, ds, store: RunStore, context) -> float:
         """The base model (trained once per run) and every method's ranking; returns the base
@@ -109,7 +109,7 @@ class Roar(Protocol):
                                     ds.spec, 1)
             x_test = remove_pixels(x_test, ranking["test"].to(device), threshold, config, ds.spec, 2)
         torch.manual_seed(seed)
-        model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes)).to(device)
+        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes).to(device)
         train(model, x_train, ds.y_train, ds.spec, config.train, seed, progress=progress,
               desc=paths.roar_key(method, threshold, seed))
         result = classify(model, x_test, ds.y_test, ds.spec)
@@ -126,7 +126,7 @@ ROAR = Roar()
 def base_model(config: RoarConfig, ds, store: RunStore) -> tuple[torch.nn.Module, float]:
     """The model the attributions explain: trained once per run, then loaded from the run."""
     torch.manual_seed(config.base_seed)
-    model = models.build_model(config.model, ds.spec.shape, len(ds.spec.classes))
+    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
     model.to(ds.x_train.device)
     cached = store.load_tensor(paths.BASE_MODEL)
     if cached is None:

@@ -15,7 +15,7 @@ def write_report(config: RoarConfig, store: RunStore, spec, base_accuracy: float
                  seconds: float, failed: dict[str, str]) -> None:
     records = sorted(store.records(), key=lambda r: (r["method"] != REFERENCE, r["method"],
                                                       r["threshold"], r["seed"]))
-    classes = len(spec.classes)
+    classes = spec.num_classes
     write_csv(paths.results_file(store.dir), records,
               ["method", "threshold", "seed", "accuracy"] + [f"precision_{c}" for c in range(classes)])
 

@@ -87,7 +87,7 @@ class SaliencyTraining(Protocol):
         if state is not None:  # trained before the run was stopped during the drop test
             model = load_model(config, ds.spec, state).to(ds.x_train.device)
             objective = make_objective(name, config.objective, train_size(config, ds),
-                                       len(ds.spec.classes), pixels_of(ds.spec))
+                                       ds.spec.num_classes, pixels_of(ds.spec))
             objective.load_state_dict(state["objective"])
             history = state["history"]
         else:

@@ -36,8 +36,8 @@ def build_model(config: SaliencyTrainingConfig, spec, pretrained: bool = True) -
     if config.model == "deit_tiny":
         vit = config.vit if pretrained else dataclasses.replace(config.vit, pretrained="",
                                                                 allow_random_init=True)
-        return build_deit(spec.shape, len(spec.classes), vit)
-    return models.build_model(config.model, spec.shape, len(spec.classes))
+        return build_deit(spec.shape, spec.num_classes, vit)
+    return models.build_model(config.model, spec.shape, spec.num_classes)
 
 
 def load_model(config: SaliencyTrainingConfig, spec, state: dict) -> torch.nn.Module:
@@ -63,7 +63,7 @@ def file_specs(config: SaliencyTrainingConfig, spec, n_train: int, name: str, se
     within its bounds, the history of the epochs trained."""
     pixels, epochs = pixels_of(spec), config.train.epochs
     state = state or model_state_spec(lambda: build_model(config, spec, pretrained=False))
-    objective = make_objective(name, config.objective, n_train, len(spec.classes), pixels)
+    objective = make_objective(name, config.objective, n_train, spec.num_classes, pixels)
     learned = ({"K": Tensor((n_train,), (torch.int32,), objective.k_min, objective.k_max),
                 "k_unit": config.objective.k_unit} if name == "smoot" else {})
     k = Number(0, pixels, nan=name == "traditional")
@@ -91,7 +91,7 @@ def train_model(config: SaliencyTrainingConfig, ds, name: str, seed: int,
     torch.manual_seed(seed)
     model = build_model(config, ds.spec).to(device)
     optimizer = make_optimizer(model, config.train)
-    objective = make_objective(name, config.objective, len(x), len(ds.spec.classes),
+    objective = make_objective(name, config.objective, len(x), ds.spec.num_classes,
                                pixels_of(ds.spec), seed)
     history = {"epoch": 0, "k_median": [], "val_accuracy": [], "seconds": 0.0,
                "selected_epoch": 0}
