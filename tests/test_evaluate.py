@@ -14,8 +14,10 @@ from tiny import evaluate_config, roar_config
 
 import saliencylab
 from saliencylab import attribution, cli, data, models
+from saliencylab.evaluation import registry
 from saliencylab.protocols import evaluate as ev
 from saliencylab.protocols import roar
+from saliencylab.protocols.evaluate.report import agreement
 from saliencylab.runs import config as cfg
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
@@ -235,8 +237,6 @@ def test_mprt_randomises_a_bare_parameter_and_one_method_says_why_tau_is_missing
 
 
 def test_kendall_tau_says_why_it_cannot_be_computed():  # K7
-    from saliencylab.protocols.evaluate.report import agreement
-
     table = {"road_morf": {"a": {0: 10.0}, "b": {0: 20.0}, "c": {0: 30.0}},
              "deletion": {"a": {0: 0.1}, "b": {0: 0.3}, "c": {0: 0.2}},
              "insertion": {"a": {0: 0.5}, "b": {0: 0.5}, "c": {0: 0.5}}}
@@ -248,6 +248,41 @@ def test_kendall_tau_says_why_it_cannot_be_computed():  # K7
     assert "nan" not in text
     assert agreement(table, ["road_morf", "deletion"], ["a"]).startswith(
         "Not computed: a ranking needs at least two methods")
+
+
+def test_the_agreement_table_holds_kendall_tau_of_every_pair_of_metrics():
+    """Four methods a < b < c < d by insertion (higher is better); deletion (lower is better)
+    ranks them the same way, and road_morf (lower is better) swaps c and d: of its 6 pairs with
+    insertion 5 are concordant and 1 discordant, tau = (5 - 1) / 6."""
+    methods = ["a", "b", "c", "d"]
+    table = {"insertion": dict(zip(methods, ({0: 0.1}, {0: 0.2}, {0: 0.3}, {0: 0.4}))),
+             "deletion": dict(zip(methods, ({0: 0.4}, {0: 0.3}, {0: 0.2}, {0: 0.1}))),
+             "road_morf": dict(zip(methods, ({0: 40.0}, {0: 30.0}, {0: 10.0}, {0: 20.0})))}
+    text = agreement(table, ["insertion", "deletion", "road_morf"], methods)
+    assert "| insertion | deletion | 1.00 |" in text
+    assert "| insertion | road_morf | 0.67 |" in text
+    assert "| deletion | road_morf | 0.67 |" in text
+    # a method's score is its mean over seeds: b's seeds average to below a's, so b and a swap
+    table["insertion"]["b"] = {0: 0.0, 1: 0.1}
+    assert "| insertion | deletion | 0.67 |" in agreement(table, ["insertion", "deletion"], methods)
+
+
+def test_a_metric_registered_outside_the_package_is_measured_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+
+    def map_mass_on_the_top_half(ctx, maps):  # a toy metric: a share of |map| per image
+        a = maps.abs().flatten(2).sum(1)
+        top = maps[..., :maps.shape[-2] // 2, :].abs().flatten(1).sum(1)
+        return (top / a.sum(1).clamp_min(1e-12)).cpu().numpy()
+
+    registry.register_metric("top_half_mass", map_mass_on_the_top_half, higher_is_better=True,
+                             category="localisation", paper="a test", title="Top-half mass")
+    run_dir = ev.run(evaluate_config("metrics=deletion,top_half_mass"), str(tmp_path), "plugin")
+    rows = [r for r in tiny.read_results(run_dir) if r["metric"] == "top_half_mass"]
+    assert {r["method"] for r in rows} == {"gradient", "random"}
+    assert all(0 <= float(r["value"]) <= 1 for r in rows)
+    report = (run_dir / "report.md").read_text()
+    assert "Top-half mass ↑" in report and "`top_half_mass` (a test, localisation)" in report
 
 
 README = Path(__file__).parents[1] / "README.md"

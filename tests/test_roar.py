@@ -12,7 +12,9 @@ import tiny
 import torch
 from tiny import read_results, roar_config
 
+from saliencylab import attribution, data
 from saliencylab.protocols import roar
+from saliencylab.runs import runner
 from saliencylab.runs.jobs import ExecOptions
 from saliencylab.runs.runner import data_of
 
@@ -116,3 +118,45 @@ def test_kar_removes_the_least_important_pixels(tmp_path):
     most_important = ranking["test"][:, :32].long()
     assert torch.equal(x.flatten(1).gather(1, most_important),
                        ds.x_test.flatten(1).gather(1, most_important))
+
+
+def planted_block_data(n_train: int = 600, n_test: int = 200) -> data.Dataset:
+    """8x8 noise images whose class is carried only by the 2x2 block at the top left: 255 for
+    class 1, 0 for class 0. Every other pixel is uniform noise, the same for both classes."""
+    g = torch.Generator().manual_seed(0)
+    n = n_train + n_test
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    x[:, :, :2, :2] = (y * 255).to(torch.uint8).view(-1, 1, 1, 1)
+    spec = data.DataSpec("planted-block", (1, 8, 8), ("dark", "bright"), (0.5,), (0.3,))
+    return data.Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], spec)
+
+
+class BlockFirst:
+    """A ranking that knows the planted truth: the block's four pixels first."""
+
+    def __init__(self, options):
+        pass
+
+    def attribute(self, model, x, target):
+        maps = torch.zeros(x.shape[0], 1, *x.shape[2:])
+        maps[:, :, :2, :2] = 1
+        return maps
+
+
+def test_roar_finds_the_planted_block_that_random_removal_leaves(tmp_path, monkeypatch):
+    """Removing the 10% of pixels a ranking puts first (the block and two more) leaves nothing
+    to learn from, so the retrained model is at chance; random 10% removal takes each of the
+    block's pixels with probability 0.1 and leaves the class readable."""
+    monkeypatch.setattr(attribution, "_REGISTERED", {})
+    attribution.register("block_first", BlockFirst)
+    planted = planted_block_data()
+    monkeypatch.setattr(runner, "load_data", lambda *args: planted)
+    config = roar_config("methods=block_first,random", "thresholds=0,10", "seeds=0",
+                         "train.epochs=3", "n_train=600", "n_test=200")
+    rows = read_results(roar.run(config, str(tmp_path), "planted"))
+    accuracy = {r["method"]: float(r["accuracy"]) for r in rows}
+    assert accuracy["reference"] > 0.95  # the block alone is learnable
+    assert accuracy["random"] > 0.9
+    assert accuracy["block_first"] < 0.65  # chance is 0.5
+    assert accuracy["random"] - accuracy["block_first"] > 0.3
