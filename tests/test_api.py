@@ -2,6 +2,7 @@
 C9, C10, U5): each failure is one UserError line that names the argument."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 import saliencylab
 from saliencylab import attribution, data, models
 from saliencylab.core.errors import UserError
+from saliencylab.evaluation import registry as metric_registry
 from saliencylab.evaluation.settings import Settings
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
@@ -332,3 +334,17 @@ def test_the_settings_are_the_clis(digits):  # one Settings.validate for both
     assert cfg.apply_sets(EvaluateConfig(), ["settings.road_percents=10,90"]).settings.road_percents \
         == (10.0, 90.0)
     assert np.isfinite(saliencylab.evaluate(model, x, y, **FAST).value("gradient", "road_gap"))
+
+
+def test_the_readme_library_snippets_run_as_written(monkeypatch):
+    """README "Library": training a model, two methods, and registering a metric."""
+    monkeypatch.setattr(metric_registry, "_REGISTERED", {})
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Library\n")[1].split("\n## ")[0]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    scope: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), scope)
+    assert scope["a"].shape == (8, 1, 8, 8)
+    assert metric_registry.metric("top_half_mass").higher_is_better
