@@ -1,5 +1,7 @@
 """Fixtures shared by the test files (the shared run sizes are in tiny.py)."""
 
+import importlib.metadata
+
 import pytest
 import torch
 from torch import nn
@@ -38,3 +40,28 @@ def linear_model():
         return nn.Sequential(nn.Flatten(), lin)
 
     return build
+
+
+class FakeEntryPoint:
+    """An installed plugin's entry point: `load()` gives `target`, or raises it."""
+
+    def __init__(self, name, target):
+        self.name, self.value, self._target = name, f"fake:{name}", target
+
+    def load(self):
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+@pytest.fixture
+def installed_plugins(monkeypatch):
+    """`installed_plugins(group, {name: target})`: what importlib.metadata finds installed."""
+    def install(group: str, plugins: dict) -> None:
+        def entry_points(group=None):
+            return [FakeEntryPoint(n, t) for n, t in plugins.items()] if group == wanted else []
+
+        wanted = group
+        monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+    return install

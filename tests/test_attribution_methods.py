@@ -2,7 +2,6 @@
 GradientShap, input x gradient, occlusion), the explained score, the CAM layer, bounded
 memory, seeding and the registry: hand-computed values and planted answers."""
 
-import importlib.metadata
 
 import pytest
 import torch
@@ -204,24 +203,12 @@ def test_registered_methods_are_made_by_name_and_listed(clean_registry):
         make_method("nope")
 
 
-class FakeEntryPoint:
-    def __init__(self, name, target):
-        self.name, self.value, self._target = name, f"fake:{name}", target
-
-    def load(self):
-        if isinstance(self._target, Exception):
-            raise self._target
-        return self._target
-
-
-def test_entry_point_plugins_load_once_and_a_broken_one_is_one_line(clean_registry, monkeypatch):
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group: [FakeEntryPoint("plugged", Constant)] if group ==
-                        attribution.ENTRY_POINT_GROUP else [])
+def test_entry_point_plugins_load_once_and_a_broken_one_is_one_line(clean_registry, monkeypatch,
+                                                                    installed_plugins):
+    installed_plugins(attribution.ENTRY_POINT_GROUP, {"plugged": Constant})
     assert "plugged" in method_names()
     assert isinstance(make_method("plugged"), Constant)
     monkeypatch.setattr(attribution, "_PLUGINS_LOADED", False)
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group: [FakeEntryPoint("broken", ImportError("no module x"))])
+    installed_plugins(attribution.ENTRY_POINT_GROUP, {"broken": ImportError("no module x")})
     with pytest.raises(UserError, match="plugin 'broken' .* failed to load: ImportError: no module x"):
         method_names()

@@ -14,7 +14,9 @@ from tiny import evaluate_config, roar_config
 
 import saliencylab
 from saliencylab import attribution, cli, data, models
+from saliencylab.core.errors import UserError
 from saliencylab.evaluation import registry
+from saliencylab.evaluation.metric import GroupResult, Metric, MetricGroup
 from saliencylab.protocols import evaluate as ev
 from saliencylab.protocols import roar
 from saliencylab.protocols.evaluate.report import agreement
@@ -283,6 +285,22 @@ def test_a_metric_registered_outside_the_package_is_measured_and_reported(tmp_pa
     assert all(0 <= float(r["value"]) <= 1 for r in rows)
     report = (run_dir / "report.md").read_text()
     assert "Top-half mass ↑" in report and "`top_half_mass` (a test, localisation)" in report
+
+
+def test_an_installed_metric_plugin_is_found_and_a_wrong_one_is_one_line(monkeypatch,
+                                                                         installed_plugins):
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    plugged = MetricGroup("plugged", (Metric("plugged", "Plugged", True, "complexity", "a test"),),
+                          lambda ctx, maps: GroupResult({"plugged": maps.flatten(1).sum(1)}))
+    installed_plugins(registry.ENTRY_POINT_GROUP, {"plugged": plugged})
+    assert registry.group("plugged") is plugged and registry.metric("plugged").category == "complexity"
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    installed_plugins(registry.ENTRY_POINT_GROUP, {"wrong": print})
+    with pytest.raises(UserError, match="the metric plugin 'wrong' gives a builtin_function_or_"
+                                        "method, not a saliencylab.evaluation.metric.MetricGroup"):
+        registry.groups()
 
 
 README = Path(__file__).parents[1] / "README.md"

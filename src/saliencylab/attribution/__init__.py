@@ -16,13 +16,13 @@ install a package that declares it in the ``saliencylab.methods`` entry-point gr
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Callable, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from ..core.errors import UserError, a_type
+from ..core.plugins import installed
 from ..core.progress import steps
 from ..data.batches import prepare_batch
 from .cam import GradCAM, GradCAMPlusPlus
@@ -75,13 +75,8 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            factory = entry.load()
-        except Exception as e:
-            raise UserError(f"the attribution plugin {entry.name!r} ({entry.value}) failed to "
-                            f"load: {type(e).__name__}: {e}") from None
-        _REGISTERED.setdefault(entry.name, factory)
+    for name, factory in installed(ENTRY_POINT_GROUP, "attribution"):
+        _REGISTERED.setdefault(name, factory)
 
 
 def method_names() -> tuple[str, ...]:

@@ -12,13 +12,13 @@ in `evaluate`'s report and results.csv, like the built-in ones.
 from __future__ import annotations
 
 import math
-from importlib import metadata
 from typing import Callable
 
 import numpy as np
 from torch import Tensor
 
 from ..core.errors import UserError
+from ..core.plugins import installed
 from .faithfulness import ACCURACY_DROP, DELETION, INSERTION, ROAD
 from .metric import CATEGORIES, Context, GroupResult, Metric, MetricGroup
 from .randomization import MPRT
@@ -72,14 +72,11 @@ def _load_plugins() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            group = entry.load()
-        except Exception as e:
-            raise UserError(f"the metric plugin {entry.name!r} ({entry.value}) failed to load: "
-                            f"{type(e).__name__}: {e}") from None
-        if isinstance(group, MetricGroup):
-            _REGISTERED.setdefault(group.name, group)
+    for name, group in installed(ENTRY_POINT_GROUP, "metric"):
+        if not isinstance(group, MetricGroup):
+            raise UserError(f"the metric plugin {name!r} gives a {type(group).__name__}, not a "
+                            f"saliencylab.evaluation.metric.MetricGroup")
+        _REGISTERED.setdefault(group.name, group)
 
 
 def groups() -> dict[str, MetricGroup]:
