@@ -84,7 +84,7 @@ def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...]
     metrics = tuple(m for m in config.metrics if registry.group(m).compute)
     methods, metrics, skipped = applicable(model, ds.x_test, ds.y_test, ds.spec, config.methods,
                                            metrics, options=config.attribution,
-                                           seed=config.seeds[0])
+                                           seed=config.seeds[0], masks=ds.m_test)
     return tuple(methods), tuple(metrics), skipped
 
 
@@ -142,7 +142,8 @@ class Evaluate(Protocol):
         model = model_for(config, ds, seed, progress)
         result = measure(model, ds.x_test, ds.y_test, ds.spec, methods, metrics,
                          options=config.attribution, settings=config.settings,
-                         target=config.target, seed=seed, show_progress=progress)
+                         target=config.target, seed=seed, show_progress=progress,
+                         masks=ds.m_test)
         per_image = {metric: {m: [float(v) for v in values] for m, values in by_method.items()}
                      for metric, by_method in result["per_image"].items()}
         return JobOutput({"seed": seed, "accuracy": result["accuracy"], "per_image": per_image,
