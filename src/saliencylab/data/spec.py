@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..core.errors import UserError
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "planted")
 
 _DISPLAY = {
     "digits": "digits",
@@ -20,6 +20,7 @@ _DISPLAY = {
     "fashion-mnist": "Fashion-MNIST",
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
+    "planted": "planted digits",
 }
 
 

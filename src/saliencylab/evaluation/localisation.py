@@ -8,6 +8,7 @@ mask s (True where the class is; docs/protocols.md §5). Higher is better; every
 | `relevance_mass`           | Σ a⁺·s / Σ a⁺, the share of the positive relevance inside s     |
 | `relevance_rank`           | |top-K pixels of a ∩ s| / K, K = |s|                            |
 | `attribution_localisation` | Σ |a|·s / Σ |a|                                                  |
+| `mask_iou`                 | soft IoU of |a| min-max normalised with s: the report card's truth |
 
 Pointing game: Zhang et al. 2018 (IJCV), as Quantus 0.6.0 (pointing_game.py:260-298): no
 15-pixel tolerance, no per-class averaging. Relevance mass and rank: Arras et al. 2022
@@ -24,6 +25,7 @@ nonzero) relevance scores 0 on relevance mass (attribution localisation); an emp
 import torch
 from torch import Tensor
 
+from ..attribution.maps import normalize_maps
 from .metric import Context, GroupResult, Metric, MetricGroup
 
 
@@ -88,4 +90,20 @@ LOCALISATION = MetricGroup(
                           "in the mask (pointing game), the share of its positive relevance "
                           "inside (relevance mass), of its top-|mask| pixels inside (relevance "
                           "rank), of its |relevance| inside (attribution localisation)",
+    needs_masks=True)
+
+
+def mask_iou(a: Tensor, s: Tensor) -> Tensor:
+    """Soft IoU (soft_iou) of |a| min-max normalised with the mask: 1 only for the mask itself."""
+    return soft_iou(normalize_maps(a.abs()).double(), s.double())
+
+
+MASK_IOU = MetricGroup(
+    "mask_iou",
+    (Metric("mask_iou", "IoU with the mask", True, "localisation", "docs/protocols.md §3 soft IoU",
+            UNIT),),
+    lambda ctx, a: GroupResult({"mask_iou": mask_iou(a, ctx.masks.to(a.device)).cpu().numpy()}),
+    description=lambda s: "soft IoU Σ min(â, s) / Σ max(â, s) of |a| min-max normalised (â) "
+                          "with the mask s: how well the map draws the planted region (the "
+                          "report card's localisation truth)",
     needs_masks=True)

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..core.errors import UserError
 from .complexity import COMPLEXITY
 from .faithfulness import ACCURACY_DROP, DELETION, INSERTION, ROAD
-from .localisation import LOCALISATION
+from .localisation import LOCALISATION, MASK_IOU
 from .metric import CATEGORIES, Context, GroupResult, Metric, MetricGroup
 from .randomization import MPRT, RANDOM_LOGIT
 from .robustness import LOCAL_LIPSCHITZ, SENSITIVITY
@@ -35,7 +35,7 @@ ROAR = MetricGroup("roar", (Metric("roar", "ROAR AUC", False, "retraining", "Hoo
 BUILTIN: dict[str, MetricGroup] = {g.name: g for g in (ROAD, DELETION, INSERTION, MPRT,
                                                         ACCURACY_DROP, ROAR, SENSITIVITY,
                                                         LOCAL_LIPSCHITZ, LOCALISATION,
-                                                        COMPLEXITY, RANDOM_LOGIT)}
+                                                        COMPLEXITY, RANDOM_LOGIT, MASK_IOU)}
 _REGISTERED: dict[str, MetricGroup] = {}
 _PLUGINS_LOADED = False
 ENTRY_POINT_GROUP = "saliencylab.metrics"
