@@ -92,3 +92,11 @@ def test_without_masks_localisation_is_left_out_with_one_line(tmp_path):
 def test_the_card_needs_masks(fails, tmp_path):
     fails(["evaluate", "--preset", "evaluate-quick", "--out", str(tmp_path), "--set",
            "card_images=5"], "card_images needs data with ground-truth masks")
+
+
+def test_the_new_keys_at_their_defaults_keep_the_run_hashes_of_before():
+    # evaluate-quick and evaluate-mnist hashed so before issue 18 added settings and card keys
+    for preset, before in (("evaluate-quick", "dcdbdfa1ee"), ("evaluate-mnist", "f8960b5d49")):
+        config = cfg.load_preset("evaluate", preset, ev.EvaluateConfig())
+        assert cfg.config_hash(config) == before
+        assert cfg.config_hash(cfg.apply_sets(config, ["card_images=3"])) != before
