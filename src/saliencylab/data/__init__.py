@@ -29,6 +29,7 @@ from .cifar import load_cifar
 from .digits import load_digits
 from .files import MD5, SYSTEM_DIRS, URLS, cache_dir
 from .idx import load_idx, read_idx
+from .planted import load_planted
 from .spec import DATASETS, Dataset, DataSpec, display_name
 
 __all__ = ["DATASETS", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS", "cache_dir",
@@ -55,6 +56,8 @@ def load_dataset(
         raise UserError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     if key == "digits":
         return load_digits()
+    if key == "planted":
+        return load_planted()
     if key in ("mnist", "fashion-mnist"):
         return load_idx(key, data_dir, download, progress)
     return load_cifar(key, data_dir, download, progress)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..core.errors import UserError
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "planted")
 
 _DISPLAY = {
     "digits": "digits",
@@ -20,6 +20,7 @@ _DISPLAY = {
     "fashion-mnist": "Fashion-MNIST",
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
+    "planted": "planted digits",
 }
 
 
@@ -66,13 +67,17 @@ class DataSpec:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test images (uint8 ``[N,C,H,W]``) and labels (int64 ``[N]``)."""
+    """Train and test images (uint8 ``[N,C,H,W]``) and labels (int64 ``[N]``), and where the
+    data set has them, ground-truth masks (bool ``[N,1,H,W]``, True where the class is: the
+    localisation metrics of `evaluate`)."""
 
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
     spec: DataSpec
+    m_train: Tensor | None = None
+    m_test: Tensor | None = None
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
         """The first ``n_train`` train and ``n_test`` test items (None = all); same spec.
@@ -88,12 +93,16 @@ class Dataset:
             y_train=self.y_train[:n_train],
             x_test=self.x_test[:n_test],
             y_test=self.y_test[:n_test],
+            m_train=None if self.m_train is None else self.m_train[:n_train],
+            m_test=None if self.m_test is None else self.m_test[:n_test],
         )
 
     def to(self, device: torch.device | str) -> "Dataset":
         """The same data set with its four tensors on ``device`` (images stay uint8)."""
+        masks = {k: getattr(self, k).to(device) for k in ("m_train", "m_test")
+                 if getattr(self, k) is not None}
         return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device), **masks)
 
     def __repr__(self) -> str:
         return (

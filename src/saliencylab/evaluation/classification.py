@@ -42,3 +42,11 @@ def classify(model: nn.Module, x: Tensor, y: Tensor, spec) -> Classification:
     """Test accuracy and per-class precision of `model` on uint8 images `x`."""
     pred = predict(model, x, spec).argmax(1)
     return Classification(accuracy_of(pred, y), per_class_precision(pred, y, spec.num_classes))
+
+
+def accuracy_without(model: nn.Module, x: Tensor, y: Tensor, spec, removed: Tensor) -> float:
+    """Accuracy on uint8 images `x` whose pixels where `removed` (bool [N,1,H,W]) is True are
+    set to the data set's mean pixel: with the planted region removed, a model that uses it
+    falls to chance; with the rest removed, it keeps its accuracy."""
+    filled = torch.where(removed.to(x.device), spec.mean_pixel(x.device), x)
+    return accuracy(model, filled, y, spec)

@@ -40,7 +40,13 @@ class Context:
     """What a metric may use, for one method on one model: uint8 images `x` (raw pixels, on the
     model's device), labels `y`, the classes the maps explain (`target`), the data set's
     `spec`, the evaluation's settings and seed, and `explain(model, x_normalised, target)`,
-    which makes that method's maps again (for a randomised model or a perturbed input)."""
+    which makes that method's maps again (for a randomised model or a perturbed input), and
+    the data's ground-truth `masks` of x (bool [N,1,H,W], True inside the region that carries
+    the class; None when the data has none).
+
+    `explain` is always called on the first len(x_normalised) images of x, in order (perturbed
+    or not): a reference method (evaluation/references.py), whose maps are the masks, relies
+    on it."""
 
     model: nn.Module
     x: Tensor
@@ -51,6 +57,7 @@ class Context:
     seed: int
     method: str
     explain: Callable[[nn.Module, Tensor, Tensor], Tensor]
+    masks: Tensor | None = None
 
 
 @dataclass
@@ -87,3 +94,6 @@ class MetricGroup:
     details_spec: object = None  # spec of one method's details (runs/contents.py)
     # model -> why the group cannot measure it, or None (MPRT: a model without parameters)
     not_applicable: Callable[[nn.Module, Tensor], str | None] = field(default=lambda model, x: None)
+    # True: it compares maps with the data's ground-truth masks (Context.masks), and does not
+    # apply to data without them
+    needs_masks: bool = False

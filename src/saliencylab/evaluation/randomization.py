@@ -1,4 +1,5 @@
-"""Model-parameter randomisation test (Adebayo et al. 2018, "Sanity checks for saliency maps").
+"""Model-parameter randomisation test (Adebayo et al. 2018, "Sanity checks for saliency maps"),
+and the random-logit test (Sixt et al. 2020, "When explanations lie", §5.2).
 
 Randomise the model's layers from the top (the logits) down, cumulatively ("cascading"), or one
 layer at a time ("independent"), and compare each method's maps on the randomised model with
@@ -6,6 +7,13 @@ its maps on the trained model, per image: the Spearman rank correlation of |a| a
 the SSIM of the maps min-max normalised to [0, 1]. A method that passes changes its maps when
 the model is randomised (similarity falls towards 0); a map that ignores the model keeps a
 similarity of 1.
+
+Random logit: per image, the map of the explained class against the map of a class drawn
+uniformly among the others (a generator seeded by the evaluation's seed), compared by the SSIM
+of the maps min-max normalised to [0, 1], the paper's 2-D SSIM. Quantus 0.6.0 (random_logit.py:
+262-306) draws the class with np.random.seed(42) reset in every batch and runs SSIM on the
+flattened 1-D maps (similarity_func.py:275-305); we keep the image's two dimensions. Lower is
+better: a map that ignores the class scores 1.
 
 Layers are the modules holding parameters of their own, in reverse order of the moment their
 forward pass returns. A layer is re-initialised by its own `reset_parameters()` (PyTorch's default
@@ -31,6 +39,7 @@ from torch import Tensor, nn
 
 from ..attribution.maps import normalize_maps
 from ..core.contents import Items, Number
+from ..core.device import generator
 from ..core.errors import UserError
 from .metric import Context, GroupResult, Metric, MetricGroup
 
@@ -165,3 +174,37 @@ MPRT = MetricGroup(
     images=lambda settings, n: min(settings.mprt_images, n),
     details_spec={mode: Items(_LAYER) for mode in MODES},
     not_applicable=_without_layers)
+
+
+def other_classes(target: Tensor, classes: int, seed: int) -> Tensor:
+    """Per image, a class drawn uniformly among the `classes` − 1 other than its target."""
+    g = generator(target.device, seed)
+    shift = torch.randint(1, classes, target.shape, generator=g, device=target.device)
+    return (target + shift) % classes
+
+
+def _random_logit(ctx: Context, a: Tensor) -> GroupResult:
+    n = min(ctx.settings.mprt_images, len(ctx.x))
+    target = ctx.target[:n]
+    other = ctx.explain(ctx.model, ctx.spec.normalize(ctx.x[:n]),
+                        other_classes(target, ctx.spec.num_classes, ctx.seed))
+    return GroupResult({"random_logit": ssim(normalize_maps(a[:n]), normalize_maps(other))})
+
+
+def _one_class(model: nn.Module, x: Tensor) -> str | None:
+    with torch.no_grad():
+        classes = model(x[:1]).shape[-1]
+    return None if classes > 1 else ("the model has one output, so no other class to explain: "
+                                     "random_logit does not apply to it")
+
+
+RANDOM_LOGIT = MetricGroup(
+    "random_logit",
+    (Metric("random_logit", "random-logit SSIM", False, "randomisation", "Sixt et al. 2020",
+            (-1.0, 1.0)),),
+    _random_logit,
+    description=lambda s: f"SSIM between the map of the explained class and the map of a "
+                          f"random other class (on {s.mprt_images} images; a map that ignores "
+                          f"the class scores 1)",
+    images=lambda settings, n: min(settings.mprt_images, n),
+    not_applicable=_one_class)

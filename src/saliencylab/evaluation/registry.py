@@ -19,9 +19,12 @@ from torch import Tensor
 
 from ..core.errors import UserError
 from ..core.plugins import installed
+from .complexity import COMPLEXITY
 from .faithfulness import ACCURACY_DROP, DELETION, INSERTION, ROAD
+from .localisation import LOCALISATION, MASK_IOU
 from .metric import CATEGORIES, Context, GroupResult, Metric, MetricGroup
-from .randomization import MPRT
+from .randomization import MPRT, RANDOM_LOGIT
+from .robustness import LOCAL_LIPSCHITZ, SENSITIVITY
 
 # ROAR retrains a model per method and threshold: `evaluate` reads it from a finished ROAR run
 ROAR = MetricGroup("roar", (Metric("roar", "ROAR AUC", False, "retraining", "Hooker et al. 2019"),),
@@ -30,7 +33,9 @@ ROAR = MetricGroup("roar", (Metric("roar", "ROAR AUC", False, "retraining", "Hoo
                                          "seeds): AUC of test accuracy (%) over the removed "
                                          "fraction, 0% included")
 BUILTIN: dict[str, MetricGroup] = {g.name: g for g in (ROAD, DELETION, INSERTION, MPRT,
-                                                        ACCURACY_DROP, ROAR)}
+                                                        ACCURACY_DROP, ROAR, SENSITIVITY,
+                                                        LOCAL_LIPSCHITZ, LOCALISATION,
+                                                        COMPLEXITY, RANDOM_LOGIT, MASK_IOU)}
 _REGISTERED: dict[str, MetricGroup] = {}
 _PLUGINS_LOADED = False
 ENTRY_POINT_GROUP = "saliencylab.metrics"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..core.checks import check, check_choice, check_percents
 from ..removal import FILLS
@@ -17,17 +17,28 @@ class Settings:
     drop_fill: str = "corner"  # the SGT authors' evaluation fill
     deletion_step: int | None = None  # pixels per step; None: one image row (RISE: 224 at 224)
     insertion_canvas: str = "blur"  # blur (RISE) | black
-    mprt_images: int = 200  # images in the randomisation test
+    mprt_images: int = 200  # images in the randomisation tests (mprt, random_logit)
     batch_size: int = 500
+    # robustness (issue 18): left out of the run hash at their defaults (runs/config.py)
+    robustness_images: int = field(default=200, metadata={"added": True})
+    robustness_samples: int = field(default=200, metadata={"added": True})  # Quantus nr_samples
+    sensitivity_radius: float = field(default=0.2, metadata={"added": True})  # Quantus lower_bound
+    lipschitz_std: float = field(default=0.1, metadata={"added": True})  # Quantus perturb_std
 
     def validate(self) -> None:
         check_percents(self.road_percents, "settings.road_percents", closed=False)
         check_percents(self.drop_percents, "settings.drop_percents", closed=True)
         check_choice(self.drop_fill, FILLS, "settings.drop_fill")
         check_choice(self.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
-        counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size}
+        counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size,
+                  "robustness_images": self.robustness_images,
+                  "robustness_samples": self.robustness_samples}
         if self.deletion_step is not None:
             counts["deletion_step"] = self.deletion_step
         for key, value in counts.items():
             check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                   f"settings.{key} must be a whole number >= 1, got {value!r}")
+        for key in ("sensitivity_radius", "lipschitz_std"):
+            value = getattr(self, key)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+                  f"settings.{key} must be a number > 0, got {value!r}")

@@ -58,17 +58,27 @@ def to_dict(config) -> dict:
 
 def legacy_dict(config, values: dict | None = None) -> dict:
     """`to_dict(config)` with every renamed field (core.checks.renamed) under its old key and in
-    its old spelling: what the config was before the renames."""
+    its old spelling, and every field marked `added` left out while at its default: what the
+    config was before the renames and additions."""
     values = to_dict(config) if values is None else values
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
             legacy_dict(value, values[f.name])
+        if f.metadata.get("added") and value == _default(f):
+            values.pop(f.name)  # a field added later, at its default: the hash of older runs
+            continue
         was = f.metadata.get("renamed")
         if was is not None:
             new = values.pop(f.name)
             values[was.old_key] = {v: k for k, v in was.old_values.items()}.get(new, new)
     return values
+
+
+def _default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def hashed_dict(config) -> dict:

@@ -32,6 +32,10 @@ class EvaluateConfig(RunOptions):
     n_train: int | None = None
     n_test: int | None = 1000  # test images every metric is measured on
     bootstrap: int = 1000  # resamples of the 95% CIs over images
+    # the metric report card (issue 18; data with masks): MetaQuantus's resilience and
+    # reactivity on the first card_images test images (0: no card), card_perturbations each
+    card_images: int = field(default=0, metadata={"added": True})
+    card_perturbations: int = field(default=5, metadata={"added": True})  # MetaQuantus README K
 
     def validate(self) -> None:
         check_choice(self.dataset, data.DATASETS, "dataset")
@@ -43,6 +47,10 @@ class EvaluateConfig(RunOptions):
         check_count(self.n_train, "n_train")
         check_count(self.n_test, "n_test")
         check(self.bootstrap >= 10, "bootstrap must be >= 10 resamples")
+        check(isinstance(self.card_images, int) and self.card_images >= 0,
+              f"card_images must be a whole number >= 0 (0: no report card), got {self.card_images!r}")
+        check(isinstance(self.card_perturbations, int) and self.card_perturbations >= 1,
+              f"card_perturbations must be a whole number >= 1, got {self.card_perturbations!r}")
         self.settings.validate()
         check(not self.model_file or Path(self.model_file).is_file(),
               f"model_file {self.model_file!r} is not a file: give the weights saved with "

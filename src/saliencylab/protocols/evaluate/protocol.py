@@ -9,6 +9,7 @@ test images; the seed also drives every random draw of the methods and the imput
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from ...core.contents import FRACTION, Items, Number
 from ...core.errors import UserError
 from ...core.progress import warn
 from ...evaluation import registry
+from ...evaluation.classification import accuracy_without
 from ...evaluation.measure import applicable, measure
+from ...evaluation.reliability import measure_reliability
 from ...models.files import load_weights
 from ...removal import auc
 from ...runs import paths
@@ -41,6 +44,7 @@ class Plan:
     metrics: tuple[str, ...]
     skipped: dict[str, str]
     roar: dict[str, dict[int, float]]
+    masked: bool = False  # the data has ground-truth masks: the region proof is measured
 
 
 def record_spec(config: EvaluateConfig, seed: int, n_test: int, plan: Plan) -> dict:
@@ -56,8 +60,20 @@ def record_spec(config: EvaluateConfig, seed: int, n_test: int, plan: Plan) -> d
               for g in groups if g.curve_spec is not None}
     details = {g.name: {method: g.details_spec for method in methods}
                for g in groups if g.details_spec is not None}
-    return {"seed": seed, "accuracy": FRACTION, "per_image": per_image, "curves": curves,
-            "details": details}
+    record = {"seed": seed, "accuracy": FRACTION, "per_image": per_image, "curves": curves,
+              "details": details, "seconds": {g.name: Number(0, math.inf) for g in groups}}
+    if plan.masked:
+        record["proof"] = {"region_removed": FRACTION, "rest_removed": FRACTION}
+    if config.card_images:
+        record["reliability"] = {m.name: {"resilience": FRACTION, "reactivity": FRACTION}
+                                 for g in groups for m in g.metrics}
+    return record
+
+
+def region_proof(model, ds) -> dict:
+    """Test accuracy with the planted region alone removed, and with the rest removed."""
+    return {"region_removed": accuracy_without(model, ds.x_test, ds.y_test, ds.spec, ds.m_test),
+            "rest_removed": accuracy_without(model, ds.x_test, ds.y_test, ds.spec, ~ds.m_test)}
 
 
 def model_for(config: EvaluateConfig, ds, seed: int, progress: bool) -> torch.nn.Module:
@@ -84,7 +100,7 @@ def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...]
     metrics = tuple(m for m in config.metrics if registry.group(m).compute)
     methods, metrics, skipped = applicable(model, ds.x_test, ds.y_test, ds.spec, config.methods,
                                            metrics, options=config.attribution,
-                                           seed=config.seeds[0])
+                                           seed=config.seeds[0], masks=ds.m_test)
     return tuple(methods), tuple(metrics), skipped
 
 
@@ -126,7 +142,11 @@ class Evaluate(Protocol):
         for what, reason in skipped.items():
             warn(f"{what} is skipped: {reason}")
         roar = roar_values(config, ds.spec.num_classes) if "roar" in config.metrics else {}
-        return Plan(methods, metrics, skipped, roar)
+        if config.card_images and ds.m_test is None:
+            raise UserError(f"card_images needs data with ground-truth masks, and "
+                            f"{config.dataset} has none: use --set dataset=planted, or "
+                            f"card_images=0")
+        return Plan(methods, metrics, skipped, roar, ds.m_test is not None)
 
     def layout(self, config: EvaluateConfig, ds, plan: Plan) -> Layout:
         return Layout({paths.seed_key(s): record_spec(config, s, len(ds.x_test), plan)
@@ -142,15 +162,27 @@ class Evaluate(Protocol):
         model = model_for(config, ds, seed, progress)
         result = measure(model, ds.x_test, ds.y_test, ds.spec, methods, metrics,
                          options=config.attribution, settings=config.settings,
-                         target=config.target, seed=seed, show_progress=progress)
+                         target=config.target, seed=seed, show_progress=progress,
+                         masks=ds.m_test)
         per_image = {metric: {m: [float(v) for v in values] for m, values in by_method.items()}
                      for metric, by_method in result["per_image"].items()}
-        return JobOutput({"seed": seed, "accuracy": result["accuracy"], "per_image": per_image,
-                          "curves": result["curves"], "details": result["details"]})
+        record = {"seed": seed, "accuracy": result["accuracy"], "per_image": per_image,
+                  "curves": result["curves"], "details": result["details"],
+                  "seconds": result["seconds"]}
+        if ds.m_test is not None:
+            record["proof"] = region_proof(model, ds)
+        if config.card_images:
+            n = config.card_images
+            record["reliability"] = measure_reliability(
+                model, ds.x_test[:n], ds.y_test[:n], ds.spec, methods, metrics,
+                perturbations=config.card_perturbations, seed=seed, masks=ds.m_test[:n],
+                options=config.attribution, settings=config.settings, target=config.target)
+        return JobOutput(record)
 
     def report(self, config: EvaluateConfig, store: RunStore, ds, plan: Plan, seconds: float,
                failed: dict[str, str]) -> None:
-        write_report(config, store, plan.roar, seconds, failed, plan.skipped)
+        write_report(config, store, plan.roar, seconds, failed, plan.skipped,
+                     ds.spec.num_classes)
 
 
 EVALUATE = Evaluate()

@@ -17,6 +17,7 @@ from ...runs.files import atomic_write_text
 from ...runs.report import failures_section, markdown_table, write_csv
 from ...runs.runner import devices_of
 from ...runs.store import RunStore
+from .card import card_section, proof_section
 from .figures import curve_figures, mprt_figure
 
 
@@ -79,7 +80,7 @@ def how_computed(config, groups: list[str]) -> str:
 
 
 def write_report(config, store: RunStore, roar: dict, seconds: float, failed: dict[str, str],
-                 skipped: dict[str, str] | None = None) -> None:
+                 skipped: dict[str, str] | None = None, classes: int = 10) -> None:
     records = sorted(store.records(), key=lambda r: r["seed"])
     table = values_by(records, roar)
     groups = [g for g in config.metrics if any(m.name in table for m in registry.group(g).metrics)]
@@ -111,6 +112,8 @@ def write_report(config, store: RunStore, roar: dict, seconds: float, failed: di
             "Kendall τ between the rankings of the methods that two metrics produce (each metric "
             "oriented so that higher is better): 1 = the same order, −1 = reversed, 0 = unrelated.\n",
             agreement(table, metrics, methods),
+            *proof_section(records, classes),
+            *card_section(config, records, table, metrics, methods),
             "## Curves\n"]
     for figure in curve_figures(config, records, store, groups):
         text.append(f"![{figure}]({figure}.png)\n")
