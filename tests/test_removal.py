@@ -124,33 +124,56 @@ def test_noisy_linear_imputation_adds_noise_of_the_given_std_to_removed_pixels_o
     assert torch.equal(noisy[~mask.expand_as(x)], x[~mask.expand_as(x)])
 
 
-def test_linear_imputation_equals_a_direct_sparse_solve_per_image():
+def scipy_impute(image, removed):
+    """ROAD's system for one image [C,H,W] (float64 numpy), removed [H,W] bool, built pixel by
+    pixel as road/imputations.py 118-171 does and solved with spsolve (line 186)."""
     import numpy as np
     from scipy.sparse import lil_matrix
     from scipy.sparse.linalg import spsolve
 
-    from saliencylab.removal.fills import NEIGHBOURS
+    from saliencylab.removal.imputation import NEIGHBOURS
 
-    g = torch.Generator().manual_seed(3)
-    x = torch.rand(3, 2, 9, 9, generator=g) * 255
-    mask = torch.rand(3, 1, 9, 9, generator=g) < 0.7
-    out = linear_impute(x, mask)
+    c, h, w = image.shape
+    unknown = [(r, k) for r in range(h) for k in range(w) if removed[r, k]]
+    index = {p: i for i, p in enumerate(unknown)}
+    A, b = lil_matrix((len(unknown), len(unknown))), np.zeros((len(unknown), c))
+    for i, (r, k) in enumerate(unknown):
+        for (dr, dk), weight in NEIGHBOURS:
+            rr, kk = r + dr, k + dk
+            if 0 <= rr < h and 0 <= kk < w:
+                A[i, i] += weight
+                if (rr, kk) in index:
+                    A[i, index[(rr, kk)]] -= weight
+                else:
+                    b[i] += weight * image[:, rr, kk]
+    out = image.copy()
+    solution = spsolve(A.tocsc(), b).reshape(len(unknown), c)
+    for i, (r, k) in enumerate(unknown):
+        out[:, r, k] = solution[i]
+    return out
+
+
+def smooth_ranking(n, shape, generator):
+    """A ranking from a smooth random map, so that removing its top x% leaves connected holes
+    (as MoRF on a smooth saliency map does)."""
+    coarse = torch.randn(n, 1, 6, 6, generator=generator)  # holes scale with the image
+    field = torch.nn.functional.interpolate(coarse, size=shape, mode="bicubic", align_corners=False)
+    return rank_pixels(field, signed=True)
+
+
+@pytest.mark.parametrize("percent", [10, 20, 30, 40, 50, 60, 70, 80, 90, 99])
+@pytest.mark.parametrize("holes", ["connected", "scattered"])
+def test_linear_imputation_agrees_with_scipys_spsolve_to_1e_5_of_the_range(percent, holes):
+    g = torch.Generator().manual_seed(percent)
+    x = torch.rand(3, 3, 24, 20, generator=g) * 255
+    order = (smooth_ranking(3, (24, 20), g) if holes == "connected" else
+             torch.stack([torch.randperm(480, generator=g) for _ in range(3)]))
+    mask = removal_mask(order, percent, (24, 20))
+    out = linear_impute(x, mask).double().numpy()
     for n in range(3):
-        unknown = [(r, c) for r in range(9) for c in range(9) if mask[n, 0, r, c]]
-        index = {p: i for i, p in enumerate(unknown)}
-        A, b = lil_matrix((len(unknown), len(unknown))), np.zeros((len(unknown), 2))
-        for i, (r, c) in enumerate(unknown):
-            for (dr, dc), w in NEIGHBOURS:
-                rr, cc = r + dr, c + dc
-                if 0 <= rr < 9 and 0 <= cc < 9:
-                    A[i, i] += w
-                    if (rr, cc) in index:
-                        A[i, index[(rr, cc)]] -= w
-                    else:
-                        b[i] += w * x[n, :, rr, cc].double().numpy()
-        solution = spsolve(A.tocsc(), b)
-        for i, (r, c) in enumerate(unknown):
-            np.testing.assert_allclose(out[n, :, r, c].numpy(), solution[i], atol=1e-3)
+        reference = scipy_impute(x[n].double().numpy(), mask[n, 0].numpy())
+        # the goal is 1e-5 of the [0, 1] range; the claim in docs/protocols.md is 1e-6
+        assert abs(out[n] - reference).max() / 255 <= 1e-6
 
 
 def test_linear_imputation_of_a_fully_removed_image_is_its_mean():
@@ -215,3 +238,22 @@ def test_deletion_and_insertion_reward_a_map_marking_the_block():
     assert insertion(model, x, y, SPEC, ours)[1].mean() > insertion(model, x, y, SPEC, other)[1].mean() + 0.03
     black = insertion(model, x, y, SPEC, ours, canvas="black")[1]
     assert black.mean() > insertion(model, x, y, SPEC, other, canvas="black")[1].mean() + 0.1
+
+
+def test_the_imputers_iterations_do_not_grow_with_the_holes(monkeypatch):
+    from saliencylab.removal import imputation
+
+    cycles = {}
+    original = imputation._Grid.v_cycle
+
+    def counted(grid, r):
+        cycles[r.shape[-1]] = cycles.get(r.shape[-1], 0) + 1
+        return original(grid, r)
+
+    monkeypatch.setattr(imputation._Grid, "v_cycle", counted)
+    g = torch.Generator().manual_seed(0)
+    for size in (16, 128):  # holes 8x wider at 128
+        x = torch.rand(2, 1, size, size, generator=g) * 255
+        linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
+    # plain Jacobi CG needed about 7x more iterations at 128 than at 16 (25 vs 180)
+    assert cycles[128] <= cycles[16] + 6, cycles

@@ -3,7 +3,8 @@ removed pixel becomes (`fills`), and every removal curve (`curves`): ROAR's mask
 the SGT/SMOOT accuracy-drop curve, ROAD, deletion and insertion."""
 
 from .curves import accuracy_curve, auc, correctness, deletion, insertion, road, road_order
-from .fills import FILLS, blurred, fill, fill_uniform_in_range, linear_impute, noisy_linear_impute
+from .fills import FILLS, blurred, fill, fill_uniform_in_range, noisy_linear_impute
+from .imputation import linear_impute
 from .masks import REMOVALS, count_removed, mask_first, rank_pixels, removal_mask
 
 __all__ = ["FILLS", "REMOVALS", "accuracy_curve", "auc", "blurred", "correctness", "count_removed",
