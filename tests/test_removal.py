@@ -5,8 +5,11 @@ import torch
 from torch import nn
 
 from saliencylab.data import DataSpec
+from saliencylab.evaluation import Settings
 from saliencylab.removal import (
     auc,
+    blurred,
+    count_all_but_kept,
     count_removed,
     deletion,
     fill,
@@ -257,3 +260,83 @@ def test_the_imputers_iterations_do_not_grow_with_the_holes(monkeypatch):
         linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
     # plain Jacobi CG needed about 7x more iterations at 128 than at 16 (25 vs 180)
     assert cycles[128] <= cycles[16] + 6, cycles
+
+
+def test_roads_lerf_removes_the_authors_count():
+    # the authors keep the int(HW * p) most relevant pixels at th_p = 1 - x (imputed_dataset.py
+    # 83-88): at x removed on 28x28, 784 - int(784 * (1 - x)) pixels, one more than floor(784 x)
+    # except where 784 x is whole (50%)
+    authors = [784 - int(784 * (1 - p / 100)) for p in range(10, 100, 10)]
+    assert authors == [79, 157, 236, 314, 392, 471, 549, 628, 706]
+    assert [int(count_all_but_kept(p, 784)) for p in range(10, 100, 10)] == authors
+    order = torch.randperm(784, generator=torch.Generator().manual_seed(0))[None]
+    mask = removal_mask(order, 10, (28, 28), "lerf", count_all_but_kept)
+    assert int(mask.sum()) == 79 and bool(mask.view(-1)[order[0, -79:].long()].all())
+
+
+def test_roads_lerf_curve_uses_the_authors_count(monkeypatch):
+    from saliencylab.removal import curves
+
+    seen = []
+    monkeypatch.setattr(curves, "removal_mask", lambda order, percent, shape, direction, count:
+                        seen.append((direction, int(count(percent, order.shape[1])))) or
+                        removal_mask(order, percent, shape, direction, count))
+    model, x, y, marks, _ = planted()
+    road(model, x[:4], y[:4], SPEC, marks[:4], (10, 50))
+    # 8x8: MoRF floor(6.4) = 6 and 32; LeRF 64 - floor(57.6) = 7 and 32
+    assert seen == [("morf", 6), ("morf", 32), ("lerf", 7), ("lerf", 32)]
+
+
+class MeanReader(nn.Module):
+    """Logits (s, -s), s the mean of the normalised image: RISE's mean substrate gives s = 0."""
+
+    def forward(self, x):
+        s = x.mean((1, 2, 3))
+        return torch.stack([s, -s], 1)
+
+
+def test_deletion_deletes_to_the_data_sets_mean_by_default_and_to_black_on_request():
+    spec = DataSpec("toy", (1, 4, 4), ("a", "b"), (0.5,), (0.25,))
+    x = torch.full((2, 1, 4, 4), 200.0)
+    order, target = rank_pixels(torch.rand(2, 1, 4, 4)), torch.zeros(2, dtype=torch.long)
+    mean_curve, _ = deletion(MeanReader(), x, target, spec, order)
+    black_curve, _ = deletion(MeanReader(), x, target, spec, order, substrate="black")
+    # every pixel deleted: the mean pixel is 0 after normalisation, so p(a) = 1/2 exactly
+    assert mean_curve[:, -1].tolist() == pytest.approx([0.5, 0.5], abs=1e-6)
+    s = (0 - 0.5) / 0.25  # black normalised
+    assert black_curve[:, -1].tolist() == pytest.approx([1 / (1 + math.exp(-2 * s))] * 2, abs=1e-6)
+    start = (200 / 255 - 0.5) / 0.25
+    assert mean_curve[:, 0].tolist() == pytest.approx([1 / (1 + math.exp(-2 * start))] * 2,
+                                                      abs=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 9, 500])
+def test_batched_deletion_and_insertion_equal_one_step_at_a_time(batch_size):
+    model, x, y, marks, _ = planted()
+    x, y, order = x[:12], y[:12], rank_pixels(marks[:12])
+    counts = list(range(0, 64, 8)) + [64]
+    for kind, canvas in (("deletion", torch.zeros_like(x)), ("insertion", None)):
+        if kind == "deletion":
+            curve, area = deletion(model, x, y, SPEC, order, substrate="black",
+                                   batch_size=batch_size)
+        else:
+            curve, area = insertion(model, x, y, SPEC, order, batch_size=batch_size)
+            canvas = blurred(x)
+        expected = []
+        for count in counts:  # the old way: one forward per step over all images
+            removed = removal_mask(order, 100 * count / 64, (8, 8))
+            image = (torch.where(removed, x, canvas) if kind == "insertion"
+                     else torch.where(removed, canvas, x))
+            expected.append(model(SPEC.normalize(image)).softmax(1).gather(1, y[:, None])[:, 0])
+        torch.testing.assert_close(curve, torch.stack(expected, 1), atol=1e-6, rtol=0)
+        assert area.shape == (12,)
+
+
+def test_deletion_step_in_percent_of_the_pixels():
+    assert Settings(deletion_step_percent=10.0).deletion_pixels(784) == 78
+    assert Settings(deletion_step_percent=0.01).deletion_pixels(784) == 1
+    assert Settings(deletion_step=4).deletion_pixels(784) == 4
+    assert Settings().deletion_pixels(784) is None  # one row
+    model, x, y, marks, _ = planted()
+    curve, _ = deletion(model, x[:3], y[:3], SPEC, rank_pixels(marks[:3]), step=16)
+    assert curve.shape == (3, 5)  # 0, 16, 32, 48, 64 pixels
