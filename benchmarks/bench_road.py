@@ -23,7 +23,7 @@ from saliencylab import data
 from saliencylab.attribution import make_method
 from saliencylab.models.registry import build_model
 from saliencylab.removal import road, road_order
-from saliencylab.removal.fills import NEIGHBOURS
+from saliencylab.removal.imputation import NEIGHBOURS
 from saliencylab.removal.masks import removal_mask
 
 PERCENTS = tuple(range(10, 100, 10))

@@ -118,6 +118,10 @@ def test_raw_pixels_without_spec_and_normalised_ones_with_spec_are_rejected(digi
     (dict(drop_percents=(0, 200)), "drop_percents"), (dict(drop_percents=(0, 0)), "drop_percents"),
     (dict(deletion_step=-3), "deletion_step"), (dict(deletion_step=0), "deletion_step"),
     (dict(insertion_canvas="bogus"), "insertion_canvas"), (dict(drop_fill="bogus"), "drop_fill"),
+    (dict(deletion_substrate="gray"), "deletion_substrate"),
+    (dict(deletion_step_percent=0.0), "deletion_step_percent"),
+    (dict(deletion_step_percent=120.0), "deletion_step_percent"),
+    (dict(deletion_step=4, deletion_step_percent=5.0), "deletion_step_percent"),
 ])
 def test_settings_are_validated(digits, change, key):  # D8, C9
     model, x, y, _ = digits

@@ -5,7 +5,7 @@ gives its CI. Settings: evaluation/settings.py; the curves: removal/curves.py.
 | group           | metrics                          | per image                                   |
 |-----------------|----------------------------------|---------------------------------------------|
 | `road`          | road_morf, road_lerf, road_gap   | AUC of correctness (%) over 10–90% removed, most (MoRF) or least (LeRF) relevant first, noisy linear imputation |
-| `deletion`      | deletion                         | AUC of the explained class's probability as pixels are deleted |
+| `deletion`      | deletion                         | AUC of the explained class's probability as pixels are deleted (to the data set's mean) |
 | `insertion`     | insertion                        | the same as pixels are inserted into a blurred canvas |
 | `accuracy_drop` | accuracy_drop                    | AUC of correctness (%) over 0–100% removed, the SGT authors' fill |
 """
@@ -42,15 +42,18 @@ def _road(ctx: Context, a: torch.Tensor) -> GroupResult:
 
 
 def _deletion(ctx: Context, a: torch.Tensor) -> GroupResult:
+    s = ctx.settings
     curve, area = deletion(ctx.model, ctx.x, ctx.target, ctx.spec, rank_pixels(a),
-                           step=ctx.settings.deletion_step, batch_size=ctx.settings.batch_size)
+                           step=s.deletion_pixels(a.shape[-2] * a.shape[-1]),
+                           substrate=s.deletion_substrate, batch_size=s.batch_size)
     return GroupResult({"deletion": area.cpu().numpy()}, curve.mean(0).tolist())
 
 
 def _insertion(ctx: Context, a: torch.Tensor) -> GroupResult:
     s = ctx.settings
     curve, area = insertion(ctx.model, ctx.x, ctx.target, ctx.spec, rank_pixels(a),
-                            step=s.deletion_step, canvas=s.insertion_canvas, batch_size=s.batch_size)
+                            step=s.deletion_pixels(a.shape[-2] * a.shape[-1]),
+                            canvas=s.insertion_canvas, batch_size=s.batch_size)
     return GroupResult({"insertion": area.cpu().numpy()}, curve.mean(0).tolist())
 
 
@@ -68,6 +71,7 @@ def _fractions(settings, points: int) -> list[float]:
 
 
 ROAD_RANGE, PROBABILITY = (0.0, 100.0), (0.0, 1.0)
+SUBSTRATE_NAMES = {"mean": "the data set's mean pixel (RISE)", "black": "black"}
 ROAD = MetricGroup(
     "road",
     (Metric("road_morf", "ROAD MoRF AUC", False, "faithfulness", "Rong et al. 2022", ROAD_RANGE),
@@ -89,9 +93,10 @@ DELETION = MetricGroup(
     "deletion",
     (Metric("deletion", "deletion AUC", False, "faithfulness", "Petsiuk et al. 2018", PROBABILITY),),
     _deletion,
-    description=lambda s: "probability of the explained class as pixels are deleted to black, "
-                          "most salient first; AUC over the fraction deleted",
-    curve_plot=CurvePlot(((None, "deletion (to black)"),), "% of pixels removed",
+    description=lambda s: f"probability of the explained class as pixels are deleted to "
+                          f"{SUBSTRATE_NAMES[s.deletion_substrate]}, most salient first; AUC over "
+                          f"the fraction deleted",
+    curve_plot=CurvePlot(((None, "deletion (to {deletion_substrate})"),), "% of pixels removed",
                          "probability of the explained class", _fractions),
     curve_spec=lambda s: Items(Number(0, 1)))
 INSERTION = MetricGroup(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.checks import check, check_choice, check_percents
-from ..removal import FILLS
+from ..removal import FILLS, SUBSTRATES
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class Settings:
     drop_percents: tuple[float, ...] = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
     drop_fill: str = "corner"  # the SGT authors' evaluation fill
     deletion_step: int | None = None  # pixels per step; None: one image row (RISE: 224 at 224)
+    deletion_step_percent: float | None = None  # or % of the pixels per step (not with the above)
+    deletion_substrate: str = "mean"  # mean (RISE: 0 after normalisation) | black
     insertion_canvas: str = "blur"  # blur (RISE) | black
     mprt_images: int = 200  # images in the randomisation tests (mprt, random_logit)
     batch_size: int = 500
@@ -30,6 +32,12 @@ class Settings:
         check_percents(self.drop_percents, "settings.drop_percents", closed=True)
         check_choice(self.drop_fill, FILLS, "settings.drop_fill")
         check_choice(self.insertion_canvas, ("blur", "black"), "settings.insertion_canvas")
+        check_choice(self.deletion_substrate, SUBSTRATES, "settings.deletion_substrate")
+        if self.deletion_step_percent is not None:
+            check(self.deletion_step is None, "settings.deletion_step and "
+                  "settings.deletion_step_percent both set: give the step in pixels or in %")
+            check(0 < self.deletion_step_percent <= 100, "settings.deletion_step_percent must lie "
+                  f"in (0, 100], got {self.deletion_step_percent!r}")
         counts = {"mprt_images": self.mprt_images, "batch_size": self.batch_size,
                   "robustness_images": self.robustness_images,
                   "robustness_samples": self.robustness_samples}
@@ -42,3 +50,9 @@ class Settings:
             value = getattr(self, key)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
                   f"settings.{key} must be a number > 0, got {value!r}")
+
+    def deletion_pixels(self, pixels: int) -> int | None:
+        """Pixels per deletion/insertion step for images of `pixels` pixels (None: one row)."""
+        if self.deletion_step_percent is None:
+            return self.deletion_step
+        return max(1, round(self.deletion_step_percent * pixels / 100))

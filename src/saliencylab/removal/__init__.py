@@ -2,10 +2,28 @@
 removed pixel becomes (`fills`), and every removal curve (`curves`): ROAR's masks and fills,
 the SGT/SMOOT accuracy-drop curve, ROAD, deletion and insertion."""
 
-from .curves import accuracy_curve, auc, correctness, deletion, insertion, road, road_order
-from .fills import FILLS, blurred, fill, fill_uniform_in_range, linear_impute, noisy_linear_impute
-from .masks import REMOVALS, count_removed, mask_first, rank_pixels, removal_mask
+from .curves import (
+    SUBSTRATES,
+    accuracy_curve,
+    auc,
+    correctness,
+    deletion,
+    insertion,
+    road,
+    road_order,
+)
+from .fills import FILLS, blurred, fill, fill_uniform_in_range, noisy_linear_impute
+from .imputation import linear_impute
+from .masks import (
+    REMOVALS,
+    count_all_but_kept,
+    count_removed,
+    mask_first,
+    rank_pixels,
+    removal_mask,
+)
 
-__all__ = ["FILLS", "REMOVALS", "accuracy_curve", "auc", "blurred", "correctness", "count_removed",
+__all__ = ["FILLS", "REMOVALS", "SUBSTRATES", "accuracy_curve", "auc", "blurred", "correctness",
+           "count_all_but_kept", "count_removed",
            "deletion", "fill", "fill_uniform_in_range", "linear_impute", "mask_first", "insertion",
            "noisy_linear_impute", "rank_pixels", "removal_mask", "road", "road_order"]

@@ -18,7 +18,7 @@ from ..attribution.maps import normalize_maps
 from ..core.device import generator
 from ..data.batches import logits_of
 from .fills import blurred, fill
-from .masks import mask_first, rank_pixels, removal_mask
+from .masks import count_all_but_kept, count_removed, rank_pixels, removal_mask
 
 
 def auc(xs, ys, lo: float | None = None, hi: float | None = None) -> float:
@@ -35,19 +35,21 @@ def _batches(n: int, size: int):
 @torch.no_grad()
 def correctness(model, x: Tensor, y: Tensor, spec, order: Tensor, percents, fill_kind: str, *,
                 direction: str = "morf", batch_size: int = 500,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, count=count_removed) -> Tensor:
     """Whether each image is still classified correctly [N, len(percents)] after removing its
-    ⌊x·HW⌋ first-ranked pixels (morf; the last ones: lerf), filled with `fill_kind`."""
+    `count(x, HW)` (⌊x·HW⌋) first-ranked pixels (morf; the last ones: lerf), filled with
+    `fill_kind`."""
     model.eval()
     mean_pixel = spec.mean_pixel(x.device)
     columns = []
     for percent in percents:
         rows = []
         for a, b in _batches(len(x), batch_size):
-            mask = removal_mask(order[a:b], percent, x.shape[2:], direction)
+            mask = removal_mask(order[a:b], percent, x.shape[2:], direction, count)
             xb = fill(x[a:b].float(), mask, fill_kind, mean_pixel=mean_pixel, generator=generator)
             rows.append(logits_of(model, xb, spec).argmax(1) == y[a:b])
-        columns.append(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.bool, device=x.device))
+        columns.append(torch.cat(rows) if rows else
+                       torch.zeros(0, dtype=torch.bool, device=x.device))
     return torch.stack(columns, 1)
 
 
@@ -86,15 +88,21 @@ def road(model, x: Tensor, y: Tensor, spec, a: Tensor, percents=tuple(range(10, 
     return {"morf": correctness(model, x, y, spec, order, percents, fill_kind,
                                 batch_size=batch_size, generator=draws),
             "lerf": correctness(model, x, y, spec, order, percents, fill_kind, direction="lerf",
-                                batch_size=batch_size, generator=draws)}
+                                batch_size=batch_size, generator=draws, count=count_all_but_kept)}
+
+
+SUBSTRATES = ("mean", "black")  # what deleted pixels become: RISE's (the data set's mean) | 0
 
 
 def deletion(model, x: Tensor, target: Tensor, spec, order: Tensor, *, step: int | None = None,
-             batch_size: int = 500) -> tuple[Tensor, Tensor]:
+             substrate: str = "mean", batch_size: int = 500) -> tuple[Tensor, Tensor]:
     """RISE's deletion (Petsiuk et al. 2018), per image: the probability of the explained class
-    as pixels are deleted, most salient first, to black (RISE's deletion substrate), `step`
-    pixels at a time. Returns the curves [N, steps+1] and their areas [N]."""
-    return _causal(model, x, target, spec, order, step, batch_size, torch.zeros_like, insert=False)
+    as pixels are deleted, most salient first, `step` pixels at a time, to the data set's mean
+    pixel (`mean`: RISE deletes to 0 after normalisation, "gray instead of black" in its
+    notebook) or to `black`. Returns the curves [N, steps+1] and their areas [N]."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) * 255
+    canvas = (lambda xb: mean.expand_as(xb)) if substrate == "mean" else torch.zeros_like
+    return _causal(model, x, target, spec, order, step, batch_size, canvas, insert=False)
 
 
 def insertion(model, x: Tensor, target: Tensor, spec, order: Tensor, *, step: int | None = None,
@@ -112,20 +120,28 @@ def _causal(model, x: Tensor, target: Tensor, spec, order: Tensor, step: int | N
     """The probability of `target` as the mask grows by `step` pixels of `order` (default one
     image row, as RISE's 224 at 224x224): masked pixels come from `substrate(x)` (deletion),
     or only they come from x, the others from the substrate (insertion). Returns the curves and
-    their trapezoid areas over the fraction of pixels, x in [0, 1]."""
+    their trapezoid areas over the fraction of pixels, x in [0, 1].
+
+    Every (image, step) pair is one row of a forward batch of at most `batch_size` rows: an
+    image's steps run together, each built from the image, its canvas and the rank of each pixel
+    (masked when its rank < the step's count), so no step is built from the one before."""
     model.eval()
     n, _, h, w = x.shape
     step = step or w
-    counts = list(range(0, h * w, step)) + [h * w]
-    curves = []
-    for a, b in _batches(n, batch_size):
-        xb, tb, ob = x[a:b].float(), target[a:b], order[a:b]
-        canvas, rows = substrate(xb), []
-        for count in counts:
-            mask = mask_first(ob, count, (h, w))
-            image = torch.where(mask, xb, canvas) if insert else torch.where(mask, canvas, xb)
-            rows.append(logits_of(model, image, spec).softmax(1).gather(1, tb[:, None])[:, 0])
-        curves.append(torch.stack(rows, 1))
-    curve = torch.cat(curves) if curves else torch.zeros(0, len(counts))
-    xs = torch.tensor([c / (h * w) for c in counts], device=curve.device)
+    counts = torch.tensor(list(range(0, h * w, step)) + [h * w], device=x.device)
+    steps = len(counts)
+    rank = torch.empty(order.shape, dtype=torch.long, device=order.device)
+    rank.scatter_(1, order.long(), torch.arange(h * w, device=order.device).expand_as(rank))
+    curve = torch.zeros(n, steps, device=x.device)
+    for a, b in _batches(n, max(1, batch_size // steps)):
+        xb, tb, rb = x[a:b].float(), target[a:b], rank[a:b].to(x.device)
+        canvas, flat = substrate(xb), curve[a:b].view(-1)
+        for r0, r1 in _batches((b - a) * steps, batch_size):
+            rows = torch.arange(r0, r1, device=x.device)
+            image, k = rows // steps, counts[rows % steps]
+            mask = (rb[image] < k[:, None]).view(-1, 1, h, w)
+            inside, outside = (xb[image], canvas[image]) if insert else (canvas[image], xb[image])
+            probability = logits_of(model, torch.where(mask, inside, outside), spec).softmax(1)
+            flat[r0:r1] = probability.gather(1, tb[image][:, None])[:, 0]
+    xs = torch.tensor([c / (h * w) for c in counts.tolist()], device=curve.device)
     return curve, torch.trapezoid(curve, xs, dim=1)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.checks import check_choice
+from .imputation import linear_impute
 
 FILLS = {  # name -> what removed pixels get
     "mean": "the data set's mean pixel",  # ROAR, Hooker et al. 2019
@@ -86,12 +87,6 @@ def blurred(x: Tensor, sigma: float | None = None) -> Tensor:
 
 
 # ROAD's noisy linear imputation -------------------------------------------------------------
-# Neighbour offsets and weights of road/imputations.py (line 94): 1/6 for the four edge
-# neighbours, 1/12 for the four diagonal ones.
-NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
-              ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
-
-
 def noisy_linear_impute(x: Tensor, mask: Tensor, noise_std: float = ROAD_NOISE * 255,
                         generator: torch.Generator | None = None) -> Tensor:
     """Every removed pixel becomes the weighted mean of its in-image 8 neighbours (weights
@@ -100,69 +95,10 @@ def noisy_linear_impute(x: Tensor, mask: Tensor, noise_std: float = ROAD_NOISE *
     with every pixel removed has no known value to spread: it gets its own mean instead.
 
     ROAD solves each image with scipy's spsolve (road/imputations.py, `__call__`); here all
-    images are solved at once by conjugate gradients with the 3x3 stencil as the matrix (see
-    `linear_impute`), on x's device."""
+    images are solved at once by multigrid-preconditioned conjugate gradients on the same system
+    (removal/imputation.py), on x's device."""
     values = linear_impute(x, mask)
     if noise_std > 0:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         values = torch.where(mask, values + noise_std * noise, values)
     return values
-
-
-STENCIL = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
-TOLERANCE = 1e-6  # relative residual at which conjugate gradients stop (float32)
-IMAGES_PER_SOLVE = 256  # small enough to stay in cache, and one slow image holds back few
-
-
-def linear_impute(x: Tensor, mask: Tensor) -> Tensor:
-    """The noiseless solution of ROAD's linear system (see `_solve`), in chunks of images."""
-    return torch.cat([_solve(x[i:i + IMAGES_PER_SOLVE], mask[i:i + IMAGES_PER_SOLVE])
-                      for i in range(0, len(x), IMAGES_PER_SOLVE)]) if len(x) else x.clone()
-
-
-def _solve(x: Tensor, mask: Tensor) -> Tensor:
-    """The noiseless solution of ROAD's linear system, for all images and channels at once.
-
-    For a removed pixel i, ROAD's equation (road/imputations.py, `setup_sparse_system`) is
-    d_i v_i - sum_{removed j} w_ij v_j = sum_{kept j} w_ij x_j, with w the stencil weights of
-    the in-image neighbours and d_i their sum. The matrix is symmetric and positive definite
-    whenever some pixel of the image is kept, so preconditioned (Jacobi) conjugate gradients
-    solve it, batched over images and channels, with a 3x3 convolution as the matrix-vector
-    product; float32 to 1e-6 relative residual (about 1e-4 of a raw pixel level)."""
-    n, c, h, w = x.shape
-    v = x.detach().to(torch.float32).reshape(n * c, 1, h, w)
-    removed = mask.expand(n, c, h, w).reshape(n * c, 1, h, w).to(torch.float32)
-    kernel = STENCIL.to(device=x.device, dtype=torch.float32).view(1, 1, 3, 3)
-
-    def neighbours(u: Tensor) -> Tensor:
-        return F.conv2d(u, kernel, padding=1)
-
-    d = neighbours(torch.ones(1, 1, h, w, dtype=torch.float32, device=x.device))
-    everything = removed.flatten(1).all(1)
-    solvable = removed * (~everything).to(torch.float32).view(-1, 1, 1, 1)
-
-    def apply(u: Tensor) -> Tensor:  # the system matrix, on the removed pixels only
-        return solvable * (d * u - neighbours(solvable * u))
-
-    b = solvable * neighbours((1 - removed) * v)
-    u = b / d  # the Jacobi step from zero as the first guess
-    r = b - apply(u)
-    z = r / d
-    p = z.clone()
-    rz = (r * z).flatten(1).sum(1)
-    scale = b.flatten(1).norm(dim=1).clamp(min=1e-30)
-    for step in range(4 * h * w):
-        if step % 10 == 0 and bool(((r.flatten(1).norm(dim=1) / scale) <= TOLERANCE).all()):
-            break
-        ap = apply(p)
-        alpha = rz / (p * ap).flatten(1).sum(1).clamp(min=1e-30)
-        u = u + alpha.view(-1, 1, 1, 1) * p
-        r = r - alpha.view(-1, 1, 1, 1) * ap
-        z = r / d
-        rz_next = (r * z).flatten(1).sum(1)
-        p = z + (rz_next / rz.clamp(min=1e-30)).view(-1, 1, 1, 1) * p
-        rz = rz_next
-    mean = v.flatten(1).mean(1).view(-1, 1, 1, 1)  # an image with nothing kept: its own mean
-    out = torch.where(solvable > 0, u, v)
-    out = torch.where(everything.view(-1, 1, 1, 1) & (removed > 0), mean, out)
-    return out.reshape(n, c, h, w).to(x.dtype)

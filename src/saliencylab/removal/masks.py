@@ -24,6 +24,13 @@ def count_removed(percent, pixels: int) -> Tensor:
     return torch.floor(torch.round(percent * pixels / 100, decimals=9)).long()
 
 
+def count_all_but_kept(percent, pixels: int) -> Tensor:
+    """ROAD's LeRF count at `percent`% removed (road/imputed_dataset.py 83-88): all but the
+    ⌊(1−t)·HW⌋ most relevant pixels, i.e. ⌈t·HW⌉; the authors index LeRF by the fraction kept,
+    1−t, and remove the rest. One pixel more than `count_removed` whenever t·HW is fractional."""
+    return pixels - count_removed(100 - torch.as_tensor(percent, dtype=torch.float64), pixels)
+
+
 REMOVALS = ("morf", "lerf")  # most relevant first | least relevant first (Rong et al. 2022's names)
 
 
@@ -39,8 +46,9 @@ def mask_first(order: Tensor, count, shape: tuple[int, int], direction: str = "m
     return mask.view(n, 1, *shape)
 
 
-def removal_mask(order: Tensor, percent, shape: tuple[int, int], direction: str = "morf") -> Tensor:
-    """Mask removing ⌊t·HW⌋ pixels per image: the first ones of `order` (ROAR, MoRF), or with
-    `direction="lerf"` the last ones (KAR, LeRF). `percent` is one number or one per image [N]."""
-    return mask_first(order, count_removed(percent, order.shape[1]).to(order.device), shape,
-                      direction)
+def removal_mask(order: Tensor, percent, shape: tuple[int, int], direction: str = "morf",
+                 count=count_removed) -> Tensor:
+    """Mask removing `count(percent, HW)` pixels per image (⌊t·HW⌋ by default): the first ones of
+    `order` (ROAR, MoRF), or with `direction="lerf"` the last ones (KAR, LeRF). `percent` is one
+    number or one per image [N]."""
+    return mask_first(order, count(percent, order.shape[1]).to(order.device), shape, direction)
