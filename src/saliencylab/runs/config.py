@@ -50,6 +50,9 @@ class RunOptions:
 
 
 SCHEDULING_KEYS = ("cpus_per_job", "gpus_per_job", "max_retries")  # not in the run hash
+# nested blocks added after runs were named: at their defaults they are left out of the hash,
+# so that older runs keep their names (data: how folder:/npz: data sets are read, issue 16)
+ADDED_BLOCKS = ("data",)
 
 
 def to_dict(config) -> dict:
@@ -77,6 +80,10 @@ def hashed_dict(config) -> dict:
     values = legacy_dict(config)
     for key in SCHEDULING_KEYS:
         values.pop(key, None)
+    for key in ADDED_BLOCKS:
+        block = getattr(config, key, None)
+        if dataclasses.is_dataclass(block) and block == type(block)():
+            values.pop(key, None)
     if "device" in values:
         values["device"] = device_kind(values["device"])
     return values

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ... import data, models
 from ...attribution import MethodOptions
+from ...data import DataOptions
 from ...core.checks import check, check_choice, check_count, check_unique
 from ...evaluation.measure import check_selection
 from ...evaluation.settings import Settings
@@ -19,6 +20,7 @@ DEFAULT_METHODS = ("gradient", "integrated_gradients", "guided_backprop", "smoot
 @dataclass(frozen=True)
 class EvaluateConfig(RunOptions):
     dataset: str = "mnist"
+    data: DataOptions = field(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"  # a registered model, or your own: package.module:function
     model_file: str = ""  # your weights (a state_dict); "" = train the model here, per seed
     train: TrainConfig = field(default_factory=TrainConfig)  # roar-mnist's schedule
@@ -34,7 +36,7 @@ class EvaluateConfig(RunOptions):
     bootstrap: int = 1000  # resamples of the 95% CIs over images
 
     def validate(self) -> None:
-        check_choice(self.dataset, data.DATASETS, "dataset")
+        data.check_dataset(self.dataset, self.data)
         models.check_model(self.model)
         check_selection(self.methods, self.metrics)
         check(len(self.seeds) > 0, "seeds must list at least one seed")
