@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import evaluate_config
 
 import saliencylab
 from saliencylab import data
 from saliencylab.core.errors import UserError
 from saliencylab.data import DataOptions, cache, folder
 from saliencylab.runs import config as cfg
-
-from tiny import evaluate_config
 
 
 @pytest.fixture(autouse=True)

@@ -81,8 +81,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     Every argument is checked before any work, each failure one UserError naming it: x's
     shape, dtype and finiteness, y's length and range against the model's number of logits
-    (`classes`, if given, must equal it), the model's output (a tensor, a tuple or list whose first element is one, a dict with
-    "logits" or an object with .logits), `settings`, `target`, `seed`,
+    (`classes`, if given, must equal it), the model's output (a tensor, a tuple or list whose
+    first element is one, a dict with "logits" or an object with .logits), `settings`,
+    `target`, `seed`,
     the names of methods and metrics (lists, no repeats), and each method's maps on two images.
     A method that cannot apply to the model (e.g. gradcam++ on a model without a conv layer),
     and mprt on a model without parameters, is skipped with a warning (`Table.skipped`). The

@@ -62,7 +62,8 @@ def _folder(path: Path, options: DataOptions, progress: bool):
                       enabled=progress) as bar:
             for start in range(0, len(items), BATCH):
                 chunk = items[start:start + BATCH]
-                out[start:start + len(chunk)] = np.stack([folder.decode(f, shape) for f, _ in chunk])
+                images = [folder.decode(f, shape) for f, _ in chunk]
+                out[start:start + len(chunk)] = np.stack(images)
                 bar.update(len(chunk))
 
     stamps = [file_stamp(f) + [c, split] for split, items in files.items() for f, c in items]

@@ -89,9 +89,9 @@ def check_labels(y: Tensor, classes: int, what: str = "y") -> None:
 
 
 def logits(model: nn.Module, batch: Tensor, what: str = "model") -> Tensor:
-    """The model's logits on `batch` (models/outputs.py), computed in eval mode (each module's own mode restored
-    after) without gradients; a one-line UserError naming `what` unless it is finite logits
-    [len(batch), classes] with at least two classes."""
+    """The model's logits on `batch` (models/outputs.py), computed in eval mode (each
+    module's own mode restored after) without gradients; a one-line UserError naming `what`
+    unless it is finite logits [len(batch), classes] with at least two classes."""
     shape = ", ".join(map(str, batch.shape))
     try:
         with eval_mode(model), torch.no_grad():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ... import data, models
 from ...attribution import MethodOptions
-from ...data import DataOptions
 from ...core.checks import check, check_choice, check_count, check_unique
+from ...data import DataOptions
 from ...evaluation.measure import check_selection
 from ...evaluation.settings import Settings
 from ...runs.config import RunOptions

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...data import DataOptions
 from ...core.checks import check, check_choice, check_count, check_unique, renamed
+from ...data import DataOptions
 from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
