@@ -83,7 +83,7 @@ def test_every_method_gives_the_tensor_models_maps(name):
     options = attribution.MethodOptions(baseline="zeros", ig_steps=4, smoothgrad_samples=2,
                                         shap_baselines=2, gradient_shap_samples=2,
                                         cam_layer="net.1")
-    for method in attribution.METHODS:
+    for method in set(attribution.METHODS) - set(attribution.TRANSFORMER_METHODS):
         want = attribution.make_method(method, options).attribute(plain, x, target)
         got = attribution.make_method(method, options).attribute(other, x, target)
         torch.testing.assert_close(got, want, msg=lambda m: f"{method}: {m}")

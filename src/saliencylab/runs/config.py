@@ -50,9 +50,6 @@ class RunOptions:
 
 
 SCHEDULING_KEYS = ("cpus_per_job", "gpus_per_job", "max_retries")  # not in the run hash
-# nested blocks added after runs were named: at their defaults they are left out of the hash,
-# so that older runs keep their names (data: how folder:/npz: data sets are read, issue 16)
-ADDED_BLOCKS = ("data",)
 
 
 def to_dict(config) -> dict:
@@ -80,13 +77,24 @@ def hashed_dict(config) -> dict:
     values = legacy_dict(config)
     for key in SCHEDULING_KEYS:
         values.pop(key, None)
-    for key in ADDED_BLOCKS:
-        block = getattr(config, key, None)
-        if dataclasses.is_dataclass(block) and block == type(block)():
-            values.pop(key, None)
+    _drop_added_defaults(config, values)
     if "device" in values:
         values["device"] = device_kind(values["device"])
     return values
+
+
+def _drop_added_defaults(config, values: dict) -> None:
+    """Remove from `values` every field marked `added` (core.checks.added) that holds its
+    default, in nested configs too."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("added"):
+            factory = f.default_factory
+            if value == (f.default if factory is dataclasses.MISSING else factory()):
+                values.pop(f.name, None)
+                continue
+        if dataclasses.is_dataclass(value) and isinstance(values.get(f.name), dict):
+            _drop_added_defaults(value, values[f.name])
 
 
 def config_hash(config) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ... import data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique
+from ...core.checks import added, check, check_choice, check_count, check_unique
 from ...data import DataOptions
 from ...evaluation.measure import check_selection
 from ...evaluation.settings import Settings
@@ -20,7 +20,7 @@ DEFAULT_METHODS = ("gradient", "integrated_gradients", "guided_backprop", "smoot
 @dataclass(frozen=True)
 class EvaluateConfig(RunOptions):
     dataset: str = "mnist"
-    data: DataOptions = field(default_factory=DataOptions)  # data.*: how folder:/npz: are read
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"  # a registered model, or your own: package.module:function
     model_file: str = ""  # your weights (a state_dict); "" = train the model here, per seed
     train: TrainConfig = field(default_factory=TrainConfig)  # roar-mnist's schedule

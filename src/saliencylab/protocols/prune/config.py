@@ -4,7 +4,7 @@ its source are in docs/protocols.md §3."""
 from dataclasses import dataclass, field
 
 from ... import attribution, data, models
-from ...core.checks import check, check_choice, check_count, check_unique
+from ...core.checks import added, check, check_choice, check_count, check_unique
 from ...data import DataOptions
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
@@ -26,7 +26,7 @@ def _retrain() -> TrainConfig:  # 10 epochs: lr 0.01 x5, 0.001 x3, 0.0001 x2
 @dataclass(frozen=True)
 class PruneConfig(RunOptions):
     dataset: str = "mnist"
-    data: DataOptions = field(default_factory=DataOptions)  # data.*: how folder:/npz: are read
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "tiny_cnn"
     pretrain: TrainConfig = field(default_factory=_pretrain)
     retrain: TrainConfig = field(default_factory=_retrain)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique, renamed
+from ...core.checks import added, check, check_choice, check_count, check_unique, renamed
 from ...data import DataOptions
 from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
@@ -17,7 +17,7 @@ REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
 @dataclass(frozen=True)
 class RoarConfig(RunOptions):
     dataset: str = "mnist"
-    data: DataOptions = field(default_factory=DataOptions)  # data.*: how folder:/npz: are read
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: tuple[str, ...] = ("integrated_gradients", "random")
