@@ -42,8 +42,7 @@ from .options import MethodOptions
 from .perturbation import OcclusionMethod, RandomMethod
 
 __all__ = ["AttributionMethod", "Checked", "METHODS", "MethodOptions", "TRANSFORMER_METHODS",
-           "attribute_dataset",
-           "check_maps", "make_method", "method_names", "register"]
+           "attribute_dataset", "check_maps", "make_method", "method_names", "register"]
 
 
 class AttributionMethod(Protocol):
