@@ -128,5 +128,6 @@ class TransformerAttribution(AttentionMethod):
     name = "transformer_attribution"
 
     def relevance(self, attentions: list[Tensor], scores: Tensor) -> Tensor:
-        grads = torch.autograd.grad(scores, attentions)
+        grads = torch.autograd.grad(scores, attentions, allow_unused=True)  # None: no path to y
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(attentions, grads)]
         return relevance([a.detach() for a in attentions], grads)
