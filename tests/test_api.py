@@ -187,16 +187,14 @@ class ReturnsTuple(nn.Module):
         return self.wrap(self.net(x))
 
 
-class Output:
-    def __init__(self, logits):
-        self.logits = logits
-
-
 @pytest.mark.parametrize("wrap, match", [
-    (lambda z: (z, z), r"model returned a tuple for 2 images, expected a logits tensor \(2, "
-                       r"classes\): wrap it in a module whose forward returns the logits"),
-    (lambda z: {"logits": z}, r"model returned a dict for 2 images"),
-    (Output, r"model returned a Output with \.logits for 2 images"),
+    (lambda z: (), r"the model \(ReturnsTuple\) returned a tuple and it is empty: expected a "
+                   r"logits tensor, a tuple"),
+    (lambda z: [None, z], r"model \(ReturnsTuple\) returned a list and its first element is "
+                          r"a NoneType"),
+    (lambda z: {"scores": z}, r"model \(ReturnsTuple\) returned a dict with keys scores: expected"),
+    (lambda z: z.tolist(), r"model \(ReturnsTuple\) returned a list and its first element is "
+                           r"a list"),
     (lambda z: z[:, 0], r"model gives \(2,\) for 2 images, expected logits \(2, classes\)"),
 ])
 def test_a_model_that_does_not_return_logits_is_rejected(digits, wrap, match):  # C9

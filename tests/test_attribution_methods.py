@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from saliencylab import attribution
-from saliencylab.attribution import METHODS, MethodOptions, make_method, method_names, register
+from saliencylab.attribution import (
+    METHODS,
+    TRANSFORMER_METHODS,
+    MethodOptions,
+    make_method,
+    method_names,
+    register,
+)
 from saliencylab.core.errors import UserError
 from saliencylab.models.registry import build_model
 
@@ -132,7 +139,7 @@ def test_occlusion_marks_only_the_pixels_the_output_depends_on():
     assert torch.equal(a[3:, :], torch.zeros(3, 6)) and torch.equal(a[:, 3:], torch.zeros(6, 3))
 
 
-@pytest.mark.parametrize("name", [m for m in METHODS if m != "random"])
+@pytest.mark.parametrize("name", [m for m in METHODS if m not in ("random", *TRANSFORMER_METHODS)])
 def test_no_forward_pass_exceeds_max_batch_rows(name):
     torch.manual_seed(0)
     model = build_model("tiny_cnn", (1, 8, 8), 3)

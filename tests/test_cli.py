@@ -17,7 +17,7 @@ from saliencylab.cli import main
     (["--set", "train.epochs=two"], "invalid value 'two' for train.epochs: expected int"),
     (["--set", "thresholds=0,150"], "thresholds must lie in [0, 100]"),
     (["--set", "methods=lime"], "unknown attribution method 'lime'"),
-    (["--set", "dataset=svhn"], "unknown dataset 'svhn'"),
+    (["--set", "dataset=svhn"], "unknown data set 'svhn'"),
     (["--set", "model=vgg"], "unknown model 'vgg'"),
     (["--set", "kar=maybe"], "invalid value 'maybe' for kar: expected bool"),
 ])

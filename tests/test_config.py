@@ -46,7 +46,7 @@ def test_presets_load_and_unknown_preset_is_a_user_error():
     (["thresholds=0,120"], "thresholds must lie in"),
     (["thresholds=-5"], "thresholds must lie in"),
     (["methods=magic"], "unknown attribution method 'magic'"),
-    (["dataset=imagenet"], "unknown dataset 'imagenet'"),
+    (["dataset=imagenet"], "unknown data set 'imagenet'"),
     (["model=resnet"], "unknown model 'resnet'"),
     (["train.optimizer=adam"], "train.optimizer must be"),
 ])

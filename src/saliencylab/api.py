@@ -17,6 +17,7 @@ from .evaluation.measure import applicable, check_selection, measure
 from .evaluation.settings import Settings
 from .evaluation.statistics import bootstrap_ci
 from .models import inputs
+from .models.outputs import logits_output
 from .runs.report import markdown_table
 
 
@@ -80,7 +81,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     Every argument is checked before any work, each failure one UserError naming it: x's
     shape, dtype and finiteness, y's length and range against the model's number of logits
-    (`classes`, if given, must equal it), the model's output, `settings`, `target`, `seed`,
+    (`classes`, if given, must equal it), the model's output (a tensor, a tuple or list whose
+    first element is one, a dict with "logits" or an object with .logits), `settings`,
+    `target`, `seed`,
     the names of methods and metrics (lists, no repeats), and each method's maps on two images.
     A method that cannot apply to the model (e.g. gradcam++ on a model without a conv layer),
     and mprt on a model without parameters, is skipped with a warning (`Table.skipped`). The
@@ -97,22 +100,24 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
           f"seed must be a whole number in 0..2**32 - 1, got {seed!r}")
     check_selection(methods, metrics, api_metrics())
-    x, y, spec = check_request(model, x, y, spec, classes)
-    methods, metrics, skipped = applicable(model, x, y, spec, methods, metrics, options=options,
-                                           seed=seed)
-    for what, reason in skipped.items():
-        warnings.warn(f"saliencylab.evaluate: {what} skipped: {reason}", stacklevel=2)
-    result = measure(model, x, y, spec, methods, metrics, options=options,
-                     settings=settings, target=target, seed=seed)
-    rows = []
-    for group in metrics:
-        for metric in registry.group(group).metrics:
-            for method, values in result["per_image"].get(metric.name, {}).items():
-                low, high = bootstrap_ci(values, seed=seed)
-                rows.append({"method": method, "metric": metric.name,
-                             "value": float(np.mean(values)), "ci_low": low, "ci_high": high,
-                             "better": metric.direction})
-    return Table(rows, result["accuracy"], skipped)
+    inputs.check_module(model)
+    with logits_output(model):  # any output convention, only while we measure
+        x, y, spec = check_request(model, x, y, spec, classes)
+        methods, metrics, skipped = applicable(model, x, y, spec, methods, metrics, options=options,
+                                               seed=seed)
+        for what, reason in skipped.items():
+            warnings.warn(f"saliencylab.evaluate: {what} skipped: {reason}", stacklevel=2)
+        result = measure(model, x, y, spec, methods, metrics, options=options,
+                         settings=settings, target=target, seed=seed)
+        rows = []
+        for group in metrics:
+            for metric in registry.group(group).metrics:
+                for method, values in result["per_image"].get(metric.name, {}).items():
+                    low, high = bootstrap_ci(values, seed=seed)
+                    rows.append({"method": method, "metric": metric.name,
+                                 "value": float(np.mean(values)), "ci_low": low, "ci_high": high,
+                                 "better": metric.direction})
+        return Table(rows, result["accuracy"], skipped)
 
 
 def check_request(model, x, y, spec: DataSpec | None, classes: int | None):

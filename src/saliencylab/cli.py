@@ -42,18 +42,25 @@ class Command:
     shortcuts: tuple[Shortcut, ...] = ()
 
 
+DATASET_HELP = (f"one of {', '.join(data.DATASETS)}, or your files: folder:PATH (PATH/<class>/* "
+                f"or PATH/train/<class>/* and PATH/test/<class>/*) or npz:FILE (x_train, "
+                f"y_train, x_test, y_test); the data.* keys say how they are read")
+DATASET = Shortcut("--dataset", "dataset", DATASET_HELP)
+
 COMMANDS = {
     "roar": Command(roar.ROAR, roar.RoarConfig(), "roar-quick",
                     "ROAR/KAR: rank pixels by each attribution method, remove the top t%, retrain, test.",
                     (Shortcut("--kar", "removal", "keep and retrain: remove the least important pixels "
-                              "first (removal=lerf) instead of the most important", "lerf"),)),
+                              "first (removal=lerf) instead of the most important", "lerf"),
+                     DATASET)),
     "sgt": Command(sgt.SALIENCY_TRAINING, sgt.SaliencyTrainingConfig(), "smoot-quick",
-                   "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC."),
+                   "Saliency-guided training: Traditional vs SGT vs SMOOT over seeds, accuracy-drop AUC.",
+                   (DATASET,)),
     "prune": Command(prune.PRUNING, prune.PruneConfig(), "prune-quick",
                      "Pruning vs explanation quality: iterative magnitude pruning with rewinding, "
                      "heatmap soft IoU per level.",
                      (Shortcut("--method", "method", "attribution method for the heatmaps "
-                               "(default gradcam++)"),)),
+                               "(default gradcam++)"), DATASET)),
     "evaluate": Command(evaluate.EVALUATE, evaluate.EvaluateConfig(), "evaluate-quick",
                         "Every faithfulness test (ROAD, deletion/insertion, model randomisation, "
                         "accuracy drop, ROAR) of every method on one model, in one report.",
@@ -61,7 +68,7 @@ COMMANDS = {
                                   "path/to/file.py:function (called with (shape, classes) if it "
                                   "takes two arguments)"),
                          Shortcut("--model-file", "model_file", "your model's weights (a "
-                                  "state_dict), loaded with weights_only=True"))),
+                                  "state_dict), loaded with weights_only=True"), DATASET)),
 }
 
 def integer(text: str) -> int:
@@ -106,7 +113,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", default="smoot", help="traditional | sgt | smoot (default smoot)")
-    p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(data.DATASETS)}")
+    p.add_argument("--dataset", default="mnist", help=DATASET_HELP)
     p.add_argument("--preset", default=None, help="sgt preset to start from (default "
                    "smoot-DATASET if it exists, else smoot-quick)")
     p.add_argument("--seed", type=integer, default=0)

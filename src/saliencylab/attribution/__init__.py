@@ -25,6 +25,7 @@ from ..core.errors import UserError, a_type
 from ..core.plugins import installed
 from ..core.progress import steps
 from ..data.batches import prepare_batch
+from .attention import AttentionRollout, TransformerAttribution
 from .cam import GradCAM, GradCAMPlusPlus
 from .gradients import (
     DeepLiftMethod,
@@ -38,11 +39,12 @@ from .gradients import (
     SmoothGradSquared,
     VarGrad,
 )
+from .lrp import LRPMethod
 from .options import MethodOptions
 from .perturbation import OcclusionMethod, RandomMethod
 
-__all__ = ["AttributionMethod", "Checked", "METHODS", "MethodOptions", "attribute_dataset",
-           "check_maps", "make_method", "method_names", "register"]
+__all__ = ["AttributionMethod", "Checked", "METHODS", "MethodOptions", "TRANSFORMER_METHODS",
+           "attribute_dataset", "check_maps", "make_method", "method_names", "register"]
 
 
 class AttributionMethod(Protocol):
@@ -54,8 +56,11 @@ class AttributionMethod(Protocol):
 _BUILTIN = {cls.name: cls for cls in (
     Gradient, IntegratedGradientsMethod, SmoothGrad, SmoothGradSquared, VarGrad,
     GuidedBackpropMethod, InputXGradientMethod, DeepLiftMethod, DeepLiftShapMethod,
-    GradientShapMethod, OcclusionMethod, GradCAM, GradCAMPlusPlus, RandomMethod)}
+    GradientShapMethod, OcclusionMethod, GradCAM, GradCAMPlusPlus, RandomMethod, LRPMethod,
+    AttentionRollout, TransformerAttribution)}
 METHODS: tuple[str, ...] = tuple(_BUILTIN)  # the built-in methods
+# the methods that need a transformer's attention (NotApplicable on other models)
+TRANSFORMER_METHODS: tuple[str, ...] = (AttentionRollout.name, TransformerAttribution.name)
 _REGISTERED: dict[str, Callable[[MethodOptions], AttributionMethod]] = {}
 _PLUGINS_LOADED = False
 ENTRY_POINT_GROUP = "saliencylab.methods"

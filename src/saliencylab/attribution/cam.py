@@ -6,7 +6,10 @@ The layer A^k comes from `attribution.cam_layer`:
   i.e. rectified feature maps;
 - "conv": the last `nn.Conv2d` itself (pre-ReLU activations). pytorch-grad-cam's users pass a
   module as the target layer, and passing the Conv2d gives these activations;
-- any dotted submodule path (e.g. "features.3").
+- any dotted submodule path (e.g. "features.3", "layer4.1.conv2", "blocks.11.norm1").
+A layer that outputs ViT tokens [B, T, D] is reshaped to the patch grid [B, D, h, w] after the
+leading class/distillation tokens are dropped (attribution.cam_tokens_dropped; default: the
+fewest that leave a perfect square), activations and gradients alike (tokens.py).
 The map is ReLU(sum_k w_k A^k), upsampled bilinearly (align_corners=False) to the input size,
 not min-max normalised. The gradients are of the explained score (logit or log-softmax).
 """
@@ -22,6 +25,7 @@ from torch import Tensor, nn
 
 from ..core.errors import NotApplicable, UserError
 from .base import Method, run_chunks
+from .tokens import to_grid
 
 
 def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -87,11 +91,15 @@ class CAMMethod(Method):
             if "A" not in store:
                 raise UserError("the Grad-CAM layer was not called in the model's forward")
             A = store["A"]
-            if A.dim() != 4:
-                raise NotApplicable(f"the Grad-CAM layer must output [B, K, h, w], got {tuple(A.shape)}")
+            if A.dim() not in (3, 4):
+                raise NotApplicable(f"the Grad-CAM layer must output [B, K, h, w] or ViT tokens "
+                                    f"[B, T, D], got {tuple(A.shape)}")
             (grads,) = torch.autograd.grad(scores.gather(1, tb[:, None]).sum(), A)
             with torch.no_grad():
                 A, grads = A.detach(), grads.detach()
+                if A.dim() == 3:
+                    tokens = self.options.cam_tokens_dropped
+                    A, grads = (to_grid(t, tokens, "Grad-CAM layer") for t in (A, grads))
                 # L^c = ReLU(sum_k w_k^c A^k) (Grad-CAM eq. 2; the same form in Grad-CAM++)
                 cam = F.relu((self.weights(A, grads)[:, :, None, None] * A).sum(dim=1, keepdim=True))
                 return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)

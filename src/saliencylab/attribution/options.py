@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from ..core.checks import check
+from ..core.checks import added, check
 
 BASELINES = ("black", "zeros", "uniform")
 OUTPUTS = ("logit", "log_softmax")
@@ -27,6 +27,9 @@ class MethodOptions:
     occlusion_window: int = 3  # square patch, in pixels
     occlusion_stride: int = 1
     cam_layer: str = "activation"  # activation (the model's rectified last conv) | conv | a module path
+    # ViT tokens [B, T, D] at the CAM layer, and attention maps: leading tokens (class,
+    # distillation) dropped before the patch grid; none = the fewest that leave a square
+    cam_tokens_dropped: int | None = added(None)
     output: str = "logit"  # logit | log_softmax: the score the attribution explains
     seed: int = 0  # every random draw of a method (noise, baselines, random maps)
     max_batch_rows: int = 512  # rows per forward pass, whatever the method (bounded memory)
@@ -45,3 +48,5 @@ class MethodOptions:
         check(self.occlusion_window >= 1 and self.occlusion_stride >= 1,
               "attribution.occlusion_window and occlusion_stride must be >= 1")
         check(self.max_batch_rows >= 1, "attribution.max_batch_rows must be >= 1")
+        check(self.cam_tokens_dropped is None or self.cam_tokens_dropped >= 0,
+              "attribution.cam_tokens_dropped must be >= 0 (or none)")

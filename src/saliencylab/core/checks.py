@@ -54,3 +54,10 @@ def renamed(default, old_key: str, old_values: dict | None = None):
     hash is computed from the old spelling, so that runs made before the rename resume."""
     return dataclasses.field(default=default,
                              metadata={"renamed": Renamed(old_key, dict(old_values or {}))})
+
+
+def added(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
+    """A dataclass field added after runs were named: at its default it is left out of the run
+    hash, so that runs made before it existed resume under the same name."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"added": True})

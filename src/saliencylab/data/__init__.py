@@ -29,11 +29,13 @@ from .cifar import load_cifar
 from .digits import load_digits
 from .files import MD5, SYSTEM_DIRS, URLS, cache_dir
 from .idx import load_idx, read_idx
+from .options import DataOptions
 from .planted import load_planted
+from .sources import check_source, load_source, run_label, source_of
 from .spec import DATASETS, Dataset, DataSpec, display_name
 
-__all__ = ["DATASETS", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS", "cache_dir",
-           "display_name", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "DataOptions", "DataSpec", "Dataset", "MD5", "SYSTEM_DIRS", "URLS",
+           "cache_dir", "check_dataset", "display_name", "load_dataset", "read_idx", "run_label"]
 
 _ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}
 
@@ -43,17 +45,19 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = True,
     progress: bool = True,
+    options: DataOptions = DataOptions(),
 ) -> Dataset:
-    """Load a data set by name (see ``DATASETS``) into memory.
+    """Load a data set by name (see ``DATASETS``), or from your files: ``folder:PATH`` (an
+    ImageFolder tree) or ``npz:FILE`` (arrays), read as ``options`` (the ``data.*`` keys) say.
 
-    ``data_dir`` is the folder holding the files or a parent with a ``<name>/`` subfolder;
-    then ``SALIENCYLAB_DATA``, the user cache and system folders are tried. Missing files
-    are downloaded into the user cache when ``download`` is true.
+    ``data_dir`` is the folder holding a built-in data set's files or a parent with a
+    ``<name>/`` subfolder; then ``SALIENCYLAB_DATA``, the user cache and system folders are
+    tried. Missing files are downloaded into the user cache when ``download`` is true.
     """
-    key = str(name).strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise UserError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
+    if source_of(name) is not None:
+        return load_source(name, options, progress)
+    check_dataset(name, options)
+    key = _builtin(name)
     if key == "digits":
         return load_digits()
     if key == "planted":
@@ -61,3 +65,23 @@ def load_dataset(
     if key in ("mnist", "fashion-mnist"):
         return load_idx(key, data_dir, download, progress)
     return load_cifar(key, data_dir, download, progress)
+
+
+def _builtin(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise UserError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}, or "
+                        f"your files as folder:PATH or npz:FILE")
+    return key
+
+
+def check_dataset(name: str, options: DataOptions = DataOptions()) -> None:
+    """Config validation of the `dataset` and `data.*` keys: a one-line UserError unless `name`
+    is a built-in data set (with data.* at its defaults) or an existing folder:/npz: source."""
+    if source_of(name) is not None:
+        check_source(name, options)
+        return
+    _builtin(name)
+    if options != DataOptions():
+        raise UserError(f"the data.* keys apply to folder: and npz: data sets, not to {name!r}")

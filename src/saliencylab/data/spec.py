@@ -111,20 +111,25 @@ class Dataset:
         )
 
 
-def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(x: np.ndarray, batch: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and (population) std of uint8 ``[N,C,H,W]`` in [0,1] units,
-    from a 256-bin histogram per channel (float64, no big float copy)."""
+    from a 256-bin histogram per channel counted `batch` images at a time (float64, no big
+    copy: a memory-mapped x is read in pieces)."""
     values = np.arange(256, dtype=np.float64) / 255.0
+    counts = np.zeros((x.shape[1], 256), dtype=np.float64)
+    for start in range(0, len(x), batch):
+        piece = np.ascontiguousarray(x[start:start + batch])
+        for c in range(x.shape[1]):
+            channel = torch.from_numpy(piece[:, c].reshape(-1))
+            # torch.bincount counts uint8 directly; np.bincount first copies to int64 (slow)
+            counts[c] += torch.bincount(channel, minlength=256).numpy()
     means, stds = [], []
     for c in range(x.shape[1]):
-        channel = torch.from_numpy(np.ascontiguousarray(x[:, c]).reshape(-1))
-        # torch.bincount counts uint8 directly; np.bincount first copies to int64 (slow)
-        counts = torch.bincount(channel, minlength=256).numpy().astype(np.float64)
-        n = counts.sum()
+        n = counts[c].sum()
         if n == 0:
             raise UserError("cannot compute mean/std: the train set is empty")
-        mean = float((counts * values).sum() / n)
-        var = float((counts * (values - mean) ** 2).sum() / n)
+        mean = float((counts[c] * values).sum() / n)
+        var = float((counts[c] * (values - mean) ** 2).sum() / n)
         means.append(mean)
         stds.append(max(var, 0.0) ** 0.5 or 1.0)  # a constant channel gets std 1
     return tuple(means), tuple(stds)
@@ -153,7 +158,7 @@ def make_dataset(name: str, classes, x_train, y_train, x_test, y_test) -> Datase
             f"{label} train images are {x_train.shape[1:]} but test images are "
             f"{x_test.shape[1:]}; replace the data files"
         )
-    mean, std = _channel_stats(x_train)
+    mean, std = channel_stats(x_train)
     spec = DataSpec(
         name=name,
         shape=tuple(int(s) for s in x_train.shape[1:]),

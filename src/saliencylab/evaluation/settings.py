@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..core.checks import check, check_choice, check_percents
+from ..core.checks import added, check, check_choice, check_percents
 from ..removal import FILLS, SUBSTRATES
 
 
@@ -22,10 +22,10 @@ class Settings:
     mprt_images: int = 200  # images in the randomisation tests (mprt, random_logit)
     batch_size: int = 500
     # robustness (issue 18): left out of the run hash at their defaults (runs/config.py)
-    robustness_images: int = field(default=200, metadata={"added": True})
-    robustness_samples: int = field(default=200, metadata={"added": True})  # Quantus nr_samples
-    sensitivity_radius: float = field(default=0.2, metadata={"added": True})  # Quantus lower_bound
-    lipschitz_std: float = field(default=0.1, metadata={"added": True})  # Quantus perturb_std
+    robustness_images: int = added(200)
+    robustness_samples: int = added(200)  # Quantus nr_samples
+    sensitivity_radius: float = added(0.2)  # Quantus lower_bound
+    lipschitz_std: float = added(0.1)  # Quantus perturb_std
 
     def validate(self) -> None:
         check_percents(self.road_percents, "settings.road_percents", closed=False)

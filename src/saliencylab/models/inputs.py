@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..core.errors import UserError, a_type
 from ..core.modes import eval_mode
+from .outputs import as_logits
 
 
 def _one_line(error: BaseException) -> str:
@@ -88,21 +89,19 @@ def check_labels(y: Tensor, classes: int, what: str = "y") -> None:
 
 
 def logits(model: nn.Module, batch: Tensor, what: str = "model") -> Tensor:
-    """The model's output on `batch`, computed in eval mode (each module's own mode restored
-    after) without gradients; a one-line UserError naming `what` unless it is finite logits
-    [len(batch), classes] with at least two classes."""
+    """The model's logits on `batch` (models/outputs.py), computed in eval mode (each
+    module's own mode restored after) without gradients; a one-line UserError naming `what`
+    unless it is finite logits [len(batch), classes] with at least two classes."""
     shape = ", ".join(map(str, batch.shape))
     try:
         with eval_mode(model), torch.no_grad():
-            out = model(batch)
+            out = as_logits(model(batch), what)
+    except UserError:
+        raise
     except (Exception, SystemExit) as e:  # a sys.exit in forward is one line too
         raise UserError(f"{what} fails on a batch of shape [{shape}] ({type(e).__name__}: "
                         f"{_one_line(e)}): it must take images [B, C, H, W] of this shape") from None
     n = len(batch)
-    if not torch.is_tensor(out):
-        kind = type(out).__name__ + (" with .logits" if hasattr(out, "logits") else "")
-        raise UserError(f"{what} returned a {kind} for {n} images, expected a logits tensor "
-                        f"({n}, classes): wrap it in a module whose forward returns the logits")
     if out.dim() != 2 or out.shape[0] != n or out.shape[1] < 2:
         raise UserError(f"{what} gives {tuple(out.shape)} for {n} images, expected logits ({n}, "
                         f"classes) with at least 2 classes: one logit per class")

@@ -5,6 +5,7 @@ from typing import Callable
 from torch import nn
 
 from ..core.errors import UserError
+from .outputs import returns_logits
 from .user import resolve_function, user_model
 from .vit import deit_tiny
 from .zoo import LeNet, SGTNet, Shape, TinyCNN
@@ -19,9 +20,10 @@ MODELS: dict[str, Callable[[Shape, int], nn.Module]] = {
 
 def build_model(name: str, shape: Shape, classes: int) -> nn.Module:
     """Build a registered model, or your own (`package.module:function` or
-    `path/to/file.py:function`), for inputs of `shape` (C, H, W) and `classes` outputs."""
+    `path/to/file.py:function`), for inputs of `shape` (C, H, W) and `classes` outputs; it
+    returns its logits whatever its forward returns (models/outputs.py)."""
     if ":" in name:
-        return user_model(name, tuple(shape), classes)
+        return returns_logits(user_model(name, tuple(shape), classes))
     check_model(name)
     return MODELS[name](tuple(shape), classes)
 

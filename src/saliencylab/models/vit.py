@@ -16,8 +16,9 @@ so a local pretrained file (timm's or the DeiT authors' `{"model": state_dict}`)
 Normalisation is the data set's mean/std (DeiT used ImageNet's; fine-tuning adapts).
 
 `cam_layer` is an identity module that sees the patch tokens entering the last block as a
-grid [B, dim, h, w], so Grad-CAM/Grad-CAM++ work (the usual ViT recipe: target the input of
-the last block's norm1 with a reshape transform).
+grid [B, dim, h, w]: the residual stream before the last block's norm1. pytorch-grad-cam's
+ViT recipe targets the *output* of that norm1 instead (the LayerNorm'd tokens); with us that
+is `attribution.cam_layer=blocks.11.norm1` (the tokens are reshaped to the grid).
 """
 
 from __future__ import annotations
@@ -53,16 +54,27 @@ class VitConfig:
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention with timm's switch (timm/layers/attention.py): `fused_attn`
+    True runs PyTorch's fused kernel; False computes softmax(q kᵀ / sqrt(d)) explicitly and
+    passes it through `attn_drop` (a parameter-free identity here), whose output the attention
+    methods hook (attribution/attention.py)."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
+        self.fused_attn = True
         self.qkv = nn.Linear(dim, dim * 3)
+        self.attn_drop = nn.Dropout(0.0)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / sqrt(d)) v
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / sqrt(d)) v
+        else:
+            attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+            x = self.attn_drop(attn.softmax(dim=-1)) @ v
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
@@ -104,6 +116,7 @@ class DeiT(nn.Module):
         cfg = cfg or VitConfig()
         cfg.validate()
         self.img_size = cfg.img_size
+        self.num_prefix_tokens = 1  # the class token (timm's attribute)
         tokens = (cfg.img_size // cfg.patch_size) ** 2
         self.patch_embed = PatchEmbed(shape[0], cfg.patch_size, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))

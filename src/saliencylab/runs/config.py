@@ -83,7 +83,8 @@ def _default(f: dataclasses.Field):
 
 def hashed_dict(config) -> dict:
     """The config as the run hash sees it: scheduling keys dropped, the device by its kind,
-    renamed fields as they were spelled before (so that older runs resume)."""
+    renamed fields as they were spelled before and added fields at their defaults left out
+    (so that older runs resume)."""
     values = legacy_dict(config)
     for key in SCHEDULING_KEYS:
         values.pop(key, None)

@@ -30,13 +30,13 @@ from .store import Layout, RunStore
 
 @lru_cache(maxsize=2)
 def load_data(dataset: str, data_dir: str | None, n_train: int | None,
-              n_test: int | None) -> data.Dataset:
+              n_test: int | None, options: data.DataOptions = data.DataOptions()) -> data.Dataset:
     """The data set, cut to its first n_train / n_test images, loaded once per process."""
-    return data.load_dataset(dataset, data_dir).subset(n_train, n_test)
+    return data.load_dataset(dataset, data_dir, options=options).subset(n_train, n_test)
 
 
 def data_of(config, data_dir: str | None) -> data.Dataset:
-    return load_data(config.dataset, data_dir, config.n_train, config.n_test)
+    return load_data(config.dataset, data_dir, config.n_train, config.n_test, config.data)
 
 
 class Protocol:
@@ -124,7 +124,7 @@ def run(protocol: Protocol, config, out: str, name: str, data_dir: str | None = 
     try:
         context = protocol.prepare(config, on_device(ds, device), store, context)
         shared = {"dataset": partial(load_data, config.dataset, data_dir, config.n_train,
-                                     config.n_test),
+                                     config.n_test, config.data),
                   **protocol.shared(config, data_dir, store, context)}
         outcome = run_jobs(store, protocol.plan(config, context), shared=shared, options=options,
                            describe=protocol.describe, desc=name)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ... import data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique
+from ...core.checks import added, check, check_choice, check_count, check_unique
+from ...data import DataOptions
 from ...evaluation.measure import check_selection
 from ...evaluation.settings import Settings
 from ...runs.config import RunOptions
@@ -19,6 +20,7 @@ DEFAULT_METHODS = ("gradient", "integrated_gradients", "guided_backprop", "smoot
 @dataclass(frozen=True)
 class EvaluateConfig(RunOptions):
     dataset: str = "mnist"
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"  # a registered model, or your own: package.module:function
     model_file: str = ""  # your weights (a state_dict); "" = train the model here, per seed
     train: TrainConfig = field(default_factory=TrainConfig)  # roar-mnist's schedule
@@ -34,11 +36,11 @@ class EvaluateConfig(RunOptions):
     bootstrap: int = 1000  # resamples of the 95% CIs over images
     # the metric report card (issue 18; data with masks): MetaQuantus's resilience and
     # reactivity on the first card_images test images (0: no card), card_perturbations each
-    card_images: int = field(default=0, metadata={"added": True})
-    card_perturbations: int = field(default=5, metadata={"added": True})  # MetaQuantus README K
+    card_images: int = added(0)
+    card_perturbations: int = added(5)  # MetaQuantus README K
 
     def validate(self) -> None:
-        check_choice(self.dataset, data.DATASETS, "dataset")
+        data.check_dataset(self.dataset, self.data)
         models.check_model(self.model)
         check_selection(self.methods, self.metrics)
         check(len(self.seeds) > 0, "seeds must list at least one seed")

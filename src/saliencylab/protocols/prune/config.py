@@ -4,7 +4,8 @@ its source are in docs/protocols.md §3."""
 from dataclasses import dataclass, field
 
 from ... import attribution, data, models
-from ...core.checks import check, check_choice, check_count, check_unique
+from ...core.checks import added, check, check_choice, check_count, check_unique
+from ...data import DataOptions
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
 from ...training.pruning import STRATEGIES
@@ -25,6 +26,7 @@ def _retrain() -> TrainConfig:  # 10 epochs: lr 0.01 x5, 0.001 x3, 0.0001 x2
 @dataclass(frozen=True)
 class PruneConfig(RunOptions):
     dataset: str = "mnist"
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "tiny_cnn"
     pretrain: TrainConfig = field(default_factory=_pretrain)
     retrain: TrainConfig = field(default_factory=_retrain)
@@ -47,7 +49,7 @@ class PruneConfig(RunOptions):
     grid_levels: tuple[int, ...] = ()  # levels shown in the grid; () = about 6, evenly spaced
 
     def validate(self) -> None:
-        check_choice(self.dataset, data.DATASETS, "dataset")
+        data.check_dataset(self.dataset, self.data)
         models.check_model(self.model)
         check_choice(self.method, attribution.method_names(), "attribution method")
         attribution.MethodOptions(cam_layer=self.cam_layer).validate()

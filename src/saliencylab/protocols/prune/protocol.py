@@ -31,7 +31,7 @@ from ...evaluation.localisation import soft_iou
 from ...runs import paths
 from ...runs.checkpoints import Checkpoints
 from ...runs.jobs import JobOutput
-from ...runs.runner import Protocol, load_data
+from ...runs.runner import Protocol, data_of
 from ...runs.store import Layout, RunStore
 from ...training.loop import make_optimizer, train
 from ...training.pruning import (
@@ -57,7 +57,7 @@ def background_noise(x01: torch.Tensor, generator: torch.Generator, high: float)
 def noisy_test(config: PruneConfig, data_dir: str | None) -> torch.Tensor:
     """The noisy test images, float in 0..255, drawn once from `test_noise_seed`: the same
     images give the noisy accuracy and the heatmaps at every level and seed."""
-    x01 = load_data(config.dataset, data_dir, config.n_train, config.n_test).x_test.float() / 255
+    x01 = data_of(config, data_dir).x_test.float() / 255
     return background_noise(x01, generator("cpu", config.test_noise_seed), config.noise) * 255
 
 

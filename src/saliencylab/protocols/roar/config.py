@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique, renamed
+from ...core.checks import added, check, check_choice, check_count, check_unique, renamed
+from ...data import DataOptions
 from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
@@ -16,6 +17,7 @@ REFERENCE = "reference"  # the 0% jobs: clean data, shared by every method
 @dataclass(frozen=True)
 class RoarConfig(RunOptions):
     dataset: str = "mnist"
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: tuple[str, ...] = ("integrated_gradients", "random")
@@ -36,7 +38,7 @@ class RoarConfig(RunOptions):
     n_test: int | None = None
 
     def validate(self) -> None:
-        check_choice(self.dataset, data.DATASETS, "dataset")
+        data.check_dataset(self.dataset, self.data)
         models.check_model(self.model)
         for method in self.methods:
             check_choice(method, attribution.method_names(), "attribution method")

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from ... import attribution, data, models
 from ...attribution import MethodOptions
-from ...core.checks import check, check_choice, check_count, check_unique, renamed
+from ...core.checks import added, check, check_choice, check_count, check_unique, renamed
+from ...data import DataOptions
 from ...models.vit import VitConfig
 from ...removal import FILLS, REMOVALS
 from ...runs.config import RunOptions
@@ -65,6 +66,7 @@ class DropTestConfig:
 @dataclass(frozen=True)
 class SaliencyTrainingConfig(RunOptions):
     dataset: str = "mnist"
+    data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "sgt_cnn"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=100, batch_size=256, optimizer="adadelta", lr=1.0))
@@ -82,7 +84,7 @@ class SaliencyTrainingConfig(RunOptions):
     n_test: int | None = None
 
     def validate(self) -> None:
-        check_choice(self.dataset, data.DATASETS, "dataset")
+        data.check_dataset(self.dataset, self.data)
         models.check_model(self.model)
         check(len(self.objectives) > 0, "objectives must name at least one objective")
         for name in self.objectives:

@@ -27,7 +27,7 @@ from .training import load_model
 def train_config(objective: str, dataset: str, preset: str | None, seed: int,
                  epochs: int | None, precision: str | None, sets: list[str]) -> SaliencyTrainingConfig:
     check_choice(objective, OBJECTIVES, "objective")
-    check_choice(dataset, data.DATASETS, "dataset")
+    data.check_dataset(dataset)
     name = f"smoot-{dataset}"
     preset = preset or (name if name in preset_names(SALIENCY_TRAINING.name) else "smoot-quick")
     config = load_preset(SALIENCY_TRAINING.name, preset, SaliencyTrainingConfig())
@@ -42,7 +42,8 @@ def train_config(objective: str, dataset: str, preset: str | None, seed: int,
 def train_one(config: SaliencyTrainingConfig, out: str, data_dir: str | None,
               options: ExecOptions) -> Path:
     objective, seed = config.objectives[0], config.seeds[0]
-    run_dir = runner.run(SALIENCY_TRAINING, config, out, f"train-{objective}-{config.dataset}",
+    name = f"train-{objective}-{data.run_label(config.dataset)}"
+    run_dir = runner.run(SALIENCY_TRAINING, config, out, name,
                          data_dir=data_dir, options=options)
     print(paths.report_file(run_dir).read_text())
     print(f"model (with its K): {paths.artifact(run_dir, paths.sgt_model(objective, seed))}")
@@ -105,7 +106,8 @@ def analyse(model_file: str, percents_text: str, n_test: int | None, tolerance: 
     if device is not None:
         config = apply_sets(config, [f"device={device}"])
     torch_device = prepare(config)
-    ds = data.load_dataset(config.dataset, data_dir).subset(None, n_test).to(torch_device)
+    ds = data.load_dataset(config.dataset, data_dir, options=config.data)
+    ds = ds.subset(None, n_test).to(torch_device)
     model = load_model(config, ds.spec, state).to(torch_device)
     curves = confidence_curves(model, ds.x_test, ds.y_test, ds.spec, config.objective, percents)
     flag = rises_then_falls(curves, tolerance)
