@@ -54,3 +54,9 @@ def renamed(default, old_key: str, old_values: dict | None = None):
     hash is computed from the old spelling, so that runs made before the rename resume."""
     return dataclasses.field(default=default,
                              metadata={"renamed": Renamed(old_key, dict(old_values or {}))})
+
+
+def added(default):
+    """A dataclass field added after runs were made: the run hash leaves it out while it holds
+    `default` (what those runs did), so that they resume."""
+    return dataclasses.field(default=default, metadata={"added": default})

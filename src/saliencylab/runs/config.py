@@ -78,12 +78,15 @@ def to_dict(config) -> dict:
 
 def legacy_dict(config, values: dict | None = None) -> dict:
     """`to_dict(config)` with every renamed field (core.checks.renamed) under its old key and in
-    its old spelling: what the config was before the renames."""
+    its old spelling, and every added field (core.checks.added) left out while at its default:
+    what the config was before the renames and additions."""
     values = to_dict(config) if values is None else values
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
             legacy_dict(value, values[f.name])
+        if "added" in f.metadata and value == f.metadata["added"]:
+            values.pop(f.name)
         was = f.metadata.get("renamed")
         if was is not None:
             new = values.pop(f.name)
