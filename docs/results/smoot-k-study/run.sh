@@ -2,12 +2,12 @@
 # SMOOT's K under each reading of its update (issue 19, part 3), on a small CPU budget: MNIST's
 # first $N training images, $E epochs, batch 256, Adadelta lr 1, sgt_cnn, one seed, SMOOT only;
 # the accuracy-drop test cut to the random method and the uniform fill (K is what is studied).
-# Run from the repository root: sh docs/results/smoot-k-study/run.sh  (two readings at a time)
-N=${N:-6000}; E=${E:-4}; OUT=${OUT:-/tmp/smoot-k-study}
+# Run from the repository root: sh docs/results/smoot-k-study/run.sh  (the five readings at once)
+N=${N:-4000}; E=${E:-3}; OUT=${OUT:-/tmp/smoot-k-study}
 SL=${SL:-saliencylab}
 for reading in "floor:image:clean" "trunc:image:clean" "round:image:clean" \
                "floor:batch:clean" "floor:image:masked"; do echo "$reading"; done |
-xargs -P 2 -I{} sh -c '
+xargs -P 5 -I{} sh -c '
   r={}; rounding=${r%%:*}; rest=${r#*:}; delta=${rest%%:*}; rank=${rest#*:}
   '"$SL"' sgt --preset smoot-mnist --data-dir '"${DATA:-../shared/data/mnist}"' --device cpu \
     --workers 1 --out '"$OUT"'/$rounding-$delta-$rank \

@@ -98,9 +98,9 @@ def train_batched(models: list[nn.Module], xs: list[Tensor], ys: list[Tensor], s
                 bar.update()
             bar.stage(f"epoch {epoch + 1}/{cfg.epochs}, mean loss {losses.mean().item():.3f}")
     first_bad = check.first_bad.tolist()
-    return [diverged(names[i] if names else f"{desc} (member {i + 1})", lr_key, cfg.lr, first_bad[i], batches)
-            if first_bad[i] >= 0 else _member(m, stacked, buffers, i)
-            for i, m in enumerate(models)]
+    names = names or [f"{desc} (member {i + 1})" for i in range(n_members)]
+    return [diverged(names[i], lr_key, cfg.lr, first_bad[i], batches) if first_bad[i] >= 0
+            else _member(m, stacked, buffers, i) for i, m in enumerate(models)]
 
 
 def _member(model: nn.Module, stacked: _Stacked, buffers: dict, i: int) -> nn.Module:
