@@ -88,6 +88,19 @@ def test_hash_ignores_scheduling_keys_and_names_the_device_by_kind():
     assert cfg.config_hash(cfg.override(base, "threads_per_job", "2")) != cfg.config_hash(base)
 
 
+def test_batch_models_enters_the_hash_only_where_it_batches():
+    """issue 19: a run that trains each model alone keeps the hash it had before the key."""
+    base = RoarConfig(device="cpu")
+    for choice in ("auto", "off"):
+        assert cfg.config_hash(cfg.override(base, "batch_models", choice)) == cfg.config_hash(base)
+    assert cfg.config_hash(cfg.override(base, "batch_models", "on")) != cfg.config_hash(base)
+    cuda = RoarConfig(device="cuda")
+    assert cfg.hashed_dict(cuda)["batch_models"] == "on"  # auto batches on CUDA (AUTO_BATCHING)
+    assert "batch_models" not in cfg.hashed_dict(cfg.override(cuda, "batch_models", "off"))
+    with pytest.raises(UserError, match="batch_models must be one of auto, on, off"):
+        cfg.override(base, "batch_models", "yes").validate()
+
+
 # issue 15: renamed keys (removal = morf | lerf everywhere, the SGT fills named as removal.FILLS)
 @pytest.mark.parametrize("protocol, preset, default, old, new", [
     ("roar", "roar-quick", RoarConfig(), "kar=true", "removal=lerf"),

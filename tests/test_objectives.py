@@ -11,6 +11,7 @@ from saliencylab.models.registry import build_model
 from saliencylab.protocols import sgt as st
 from saliencylab.protocols.sgt.config import AUTHORS_OPTIONS
 from saliencylab.protocols.sgt.drop_test import drop_test
+from saliencylab.runs import config as run_config
 from saliencylab.training.config import TrainConfig
 from saliencylab.training.loop import train
 from saliencylab.training.objectives import (
@@ -21,6 +22,7 @@ from saliencylab.training.objectives import (
     lowest_mask,
     make_objective,
     smoot_delta,
+    smoot_step,
     smoot_update,
 )
 
@@ -89,6 +91,47 @@ def test_k_update_matches_a_hand_computed_case():
     # clipping at both ends
     k = smoot_update(torch.tensor([21, 79]), torch.tensor([-0.234765625, 0.2347]), 10, 20, 80)
     assert k.tolist() == [20, 80]
+
+
+@pytest.mark.parametrize("rounding, steps", [
+    # μ·δ = −2.5, −0.3125, −0.078125, 0.3125, 0.625, 2.5 (δ exact in binary)
+    ("floor", [-3, -1, -1, 0, 0, 2]),  # the paper's ⌊·⌋: every small negative δ is −1
+    ("round", [-2, 0, 0, 0, 1, 2]),  # to the nearest, halves to even
+    ("trunc", [-2, 0, 0, 0, 0, 2]),  # toward zero: symmetric
+])
+def test_k_update_readings_of_the_rounding(rounding, steps):
+    delta = torch.tensor([-0.25, -0.03125, -0.0078125, 0.03125, 0.0625, 0.25])
+    assert smoot_step(delta, 10, rounding).tolist() == steps
+
+
+def test_k_readings_rank_on_the_masked_softmax_and_delta_per_batch():
+    p = torch.tensor([[0.5, 0.25, 0.125, 0.0625, 0.03125, 0.03125]])
+    p_masked = torch.tensor([[0.25, 0.375, 0.125, 0.125, 0.0625, 0.0625]])
+    # ranked by p̃: classes 1, 0, 2, 3, 4 (ties in class order); δ1 = 0.375 − 0.25 = 0.125;
+    # δ2 = (−0.25 + 0 + 0.0625 + 0.03125) / 4 = −0.0390625; δ = 0.95·0.125 + 0.05·δ2
+    delta = smoot_delta(p, p_masked, alpha=0.95, n=5, rank="masked")
+    assert delta.item() == pytest.approx(0.95 * 0.125 - 0.05 * 0.0390625, abs=1e-12)
+    smoot = SMOOT(ObjectiveConfig(k_delta="batch"), n_train=4, classes=6, pixels=100)
+    logits = torch.log(torch.cat([p, p_masked]))  # δ: −0.234765625 and −0.116796875 (above)
+    smoot.after_forward(torch.tensor([0, 2]), logits, logits.flip(0))
+    # per image the steps would be −3 and −2; the batch mean δ = −0.17578125, ⌊−1.76⌋ = −2 for both
+    assert smoot.K.tolist() == [48, 50, 48, 50]
+    assert "K step <0 100.0%, 0 0.0%, >0 0.0%, mean -2.000" in smoot.epoch_summary()
+    smoot.reseed(1)
+    assert smoot.epoch_summary() == "no SMOOT steps this epoch"
+
+
+def test_the_k_readings_leave_the_run_hash_at_their_defaults():
+    """Runs made before the options keep their hash; another reading is another run."""
+    base = run_config.load_preset("sgt", "smoot-quick", st.SaliencyTrainingConfig())
+    base = run_config.override(base, "device", "cpu")
+    before = "862b7bf170"  # tests/test_config.py: a run made before issue 19
+    assert run_config.config_hash(base) == before
+    for key, default, other in [("k_rounding", "floor", "trunc"), ("k_delta", "image", "batch"),
+                                ("k_rank", "clean", "masked")]:
+        with_key = lambda value: run_config.override(base, f"objective.{key}", value)  # noqa: E731
+        assert run_config.config_hash(with_key(default)) == before
+        assert run_config.config_hash(with_key(other)) != before
 
 
 @pytest.mark.parametrize("unit, start, after_one, after_two", [

@@ -160,3 +160,29 @@ def test_roar_finds_the_planted_block_that_random_removal_leaves(tmp_path, monke
     assert accuracy["random"] > 0.9
     assert accuracy["block_first"] < 0.65  # chance is 0.5
     assert accuracy["random"] - accuracy["block_first"] > 0.3
+
+
+def test_batched_retraining_stores_each_job_as_its_unbatched_run_would(tmp_path):
+    """issue 19: batch_models=on trains the six retrainings as one batched model; each job keeps
+    its own record, the same as its unbatched run's (to fp32 tolerance), names how it ran, and
+    a lost record is retrained alone on resume."""
+    alone = read_results(roar.run(roar_config(), str(tmp_path), "alone"))
+    batched_dir = roar.run(roar_config("batch_models=on"), str(tmp_path), "batched")
+    batched = read_results(batched_dir)
+    assert [r["method"] for r in batched] == [r["method"] for r in alone]
+    for a, b in zip(alone, batched):
+        assert abs(float(a["accuracy"]) - float(b["accuracy"])) <= 1 / 120 + 1e-9
+    records = [json.loads(p.read_text()) for p in sorted((batched_dir / "jobs").glob("*.json"))]
+    assert len(records) == 6
+    assert {r["ran_on"] for r in records} == {"cpu, 6 models trained as one batched model"}
+    assert "6 models trained as one batched model" in (batched_dir / "report.md").read_text()
+    lost = sorted((batched_dir / "jobs").glob("*.json"))[0]
+    lost.unlink()
+    again = roar.run(roar_config("batch_models=on"), str(tmp_path), "batched")
+    rerun = json.loads(lost.read_text())
+    assert rerun["ran_on"] == "cpu"  # a batch of one trains alone, as its unbatched job did
+    key = lambda r: (r["method"], float(r["threshold"]), int(r["seed"]))  # noqa: E731
+    lost_key = key(rerun["record"])
+    expected = [next(a for a in alone if key(a) == lost_key) if key(r) == lost_key else r
+                for r in batched]
+    assert read_results(again) == expected

@@ -25,6 +25,19 @@ from ..core.errors import UserError
 
 SEED_RANGE = (0, 2**32 - 1)
 
+BATCH_MODELS = ("auto", "on", "off")
+# What `batch_models=auto` does on each kind of device. The CPU: off, since
+# benchmarks/bench_batched_training.py measures a batched model slower there than separate
+# ones (docs/results/bench_batched_training_cpu.txt). CUDA: on, for the launch overhead that
+# one batched step saves; not yet measured on a GPU (issue 19).
+AUTO_BATCHING = {"cpu": False, "cuda": True}
+
+
+def batching(choice: str, device: str) -> bool:
+    """Whether jobs that can train as one batched model do, for `batch_models=choice` on
+    `device` (a config's device name)."""
+    return choice == "on" or (choice == "auto" and AUTO_BATCHING[device_kind(device)])
+
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
@@ -33,6 +46,10 @@ class RunOptions:
     `device`, `deterministic` and `threads_per_job` can change the numbers, so they are part of
     the run hash (the device by its kind, cpu or cuda, so that `auto` on a GPU machine and
     `cuda:1` name the same run). The Ray resources and retries only schedule, so they are not.
+    `batch_models` trains jobs that share a model, an optimiser and a batch schedule (ROAR's) as
+    one batched model (training/batched.py), which gives each the same result to fp32
+    tolerance, not bit for bit: the hash sees it only where it batches, so runs that do not
+    keep the hash they had before the key existed.
     """
 
     device: str = "auto"  # auto (the first GPU if present, else the CPU) | cpu | cuda | cuda:N
@@ -41,8 +58,11 @@ class RunOptions:
     cpus_per_job: float = 1.0  # Ray resources of one job
     gpus_per_job: float = 0.0  # Ray: a fraction lets several jobs share one GPU
     max_retries: int = 3  # Ray retries of a job whose worker died
+    batch_models: str = "auto"  # auto (AUTO_BATCHING by device) | on | off
 
     def validate_run_options(self) -> None:
+        check(self.batch_models in BATCH_MODELS,
+              f"batch_models must be one of {', '.join(BATCH_MODELS)}, got {self.batch_models!r}")
         check(self.threads_per_job >= 1, "threads_per_job must be >= 1")
         check(self.cpus_per_job > 0, "cpus_per_job must be > 0")
         check(self.gpus_per_job >= 0, "gpus_per_job must be >= 0")
@@ -84,10 +104,13 @@ def _default(f: dataclasses.Field):
 def hashed_dict(config) -> dict:
     """The config as the run hash sees it: scheduling keys dropped, the device by its kind,
     renamed fields as they were spelled before and added fields at their defaults left out
-    (so that older runs resume)."""
+    (so that older runs resume), batch_models only where it batches."""
     values = legacy_dict(config)
     for key in SCHEDULING_KEYS:
         values.pop(key, None)
+    if "batch_models" in values:
+        batched = batching(values.pop("batch_models"), values.get("device", "auto"))
+        values.update({"batch_models": "on"} if batched else {})
     if "device" in values:
         values["device"] = device_kind(values["device"])
     return values

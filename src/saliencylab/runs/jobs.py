@@ -10,6 +10,11 @@ progress (checkpoints.py).
 Every job runs with exactly `threads_per_job` torch threads, so a result does not depend on how
 many workers ran it. A job that raises is a `Failure`: one line for the terminal and the
 report, and its whole traceback for `failed.json`.
+
+Jobs that name the same `batch` key can run as one call of their `batch_fn` (with
+`batch_models` on: many small models trained as one batched model, training/batched.py),
+which returns each member's own output or the error it raised; the driver stores each member as
+its own job, so resume and the store's checks do not change. Ray runs every job alone.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class Job:
     args: tuple = ()
     shared: dict[str, str] = field(default_factory=dict)  # keyword argument -> shared input
     checkpoints: bool = False  # fn takes `checkpoints=`, its progress folder in the run
+    batch: str | None = None  # jobs with the same key can run as one call of batch_fn
+    # batch_fn([(job.args, its shared values), ...], progress=bool) -> [JobOutput | error]
+    batch_fn: Callable[..., list] | None = None
 
 
 @dataclass
@@ -65,6 +73,8 @@ class ExecOptions:
     gpus_per_job: float = 0.0
     max_retries: int = 3  # Ray: retries of a job whose worker died; local: pool restarts
     debug: bool = False  # run the jobs here, one by one, and let the first failure raise
+    batch_models: bool = False  # run the jobs that share a `batch` key as one (local executor;
+    # the runner sets it from the config's batch_models)
 
 
 @dataclass
@@ -122,3 +132,29 @@ def execute(job: Job, values: dict, threads: int, progress: bool, run_dir: str |
     finally:
         torch.set_num_threads(before)
     return output if isinstance(output, JobOutput) else JobOutput(output)
+
+
+def units(todo: list[Job], batch_models: bool) -> list[list[Job]]:
+    """What runs as one: each job alone, or with `batch_models` the jobs of one `batch` key
+    together (in the order of their first job)."""
+    groups: dict[object, list[Job]] = {}
+    for i, job in enumerate(todo):
+        key = job.batch if batch_models and job.batch is not None else i
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
+
+def execute_batch(jobs: list[Job], values: list[dict], threads: int,
+                  progress: bool) -> list[JobOutput | BaseException]:
+    """Run jobs of one `batch` key as one call of their batch_fn, with `threads` torch threads:
+    each job's output, or the error that failed it (the batch's own error fails them all)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        outputs = jobs[0].batch_fn([(job.args, v) for job, v in zip(jobs, values)],
+                                   progress=progress)
+    except JOB_ERRORS as e:
+        outputs = [e] * len(jobs)
+    finally:
+        torch.set_num_threads(before)
+    return outputs

@@ -25,8 +25,10 @@ from .jobs import (
     Job,
     JobOutput,
     execute,
+    execute_batch,
     failure_of,
     shared_value,
+    units,
 )
 
 
@@ -63,11 +65,32 @@ def _init_worker(parent: int) -> None:
     progress.log_to_stderr()
 
 
+def _run_batch_in_worker(jobs: list[Job], specs: dict, threads: int) -> list:
+    return execute_batch(jobs, [_values(job, specs) for job in jobs], threads, progress=False)
+
+
+def _store_batch(driver: Driver, jobs: list[Job], outputs: list, debug: bool = False) -> None:
+    """Store each member of a batch as its own job (its output or its failure)."""
+    for job, output in zip(jobs, outputs):
+        if isinstance(output, BaseException):
+            driver.fail(job, failure_of(output))
+            if debug:
+                raise output
+        else:
+            driver.finish(job, output)
+
+
 def run_here(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions,
              run_dir: str) -> None:
-    """One job after the other in this process; with `debug`, the first failure is recorded
-    and raised with its traceback."""
-    for job in todo:
+    """One job (or batch of jobs) after the other in this process; with `debug`, the first
+    failure is recorded and raised with its traceback."""
+    for unit in units(todo, options.batch_models):
+        if len(unit) > 1:
+            outputs = execute_batch(unit, [_values(job, specs) for job in unit],
+                                    options.threads_per_job, progress=True)
+            _store_batch(driver, unit, outputs, options.debug)
+            continue
+        job = unit[0]
         try:
             output = execute(job, _values(job, specs), options.threads_per_job, progress=True,
                              run_dir=run_dir)
@@ -115,49 +138,56 @@ class _QuietSpawnContext(multiprocessing.context.SpawnContext):
 
 def _pool_round(driver: Driver, todo: list[Job], specs: dict, options: ExecOptions,
                 run_dir: str) -> list[Job]:
-    """Run `todo` in one pool, handing a worker a job only when it is free, so that every job
-    handed out is running (what Ctrl-C waits for); return the jobs lost to a broken pool."""
-    workers = min(options.workers, len(todo))
+    """Run `todo` in one pool, handing a worker a job (or a batch of jobs) only when it is
+    free, so that every job handed out is running (what Ctrl-C waits for); return the jobs lost
+    to a broken pool."""
+    waiting, running, lost = units(todo, options.batch_models), {}, []
+    workers = min(options.workers, len(waiting))
     pool = cf.ProcessPoolExecutor(workers, mp_context=_QuietSpawnContext(),
                                   initializer=_init_worker, initargs=(os.getpid(),))
-    waiting, running, lost = list(todo), {}, []
     try:
         while running or (waiting and not lost):
             while waiting and not lost and len(running) < workers:
-                job = waiting.pop(0)
-                job_specs = {name: specs[name] for name in job.shared.values()}
-                running[pool.submit(_run_in_worker, job, job_specs, options.threads_per_job,
-                                    run_dir)] = job
+                unit = waiting.pop(0)
+                unit_specs = {name: specs[name] for job in unit for name in job.shared.values()}
+                if len(unit) > 1:
+                    future = pool.submit(_run_batch_in_worker, unit, unit_specs,
+                                         options.threads_per_job)
+                else:
+                    future = pool.submit(_run_in_worker, unit[0], unit_specs,
+                                         options.threads_per_job, run_dir)
+                running[future] = unit
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                job = running.pop(future)
-                if not _store(driver, job, future):
-                    lost.append(job)
+                unit = running.pop(future)
+                if not _store(driver, unit, future):
+                    lost.extend(unit)
     except KeyboardInterrupt:
         _interrupted(driver, pool, running)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return lost + waiting if lost else []
+    return lost + [job for unit in waiting for job in unit] if lost else []
 
 
-def _store(driver: Driver, job: Job, future: cf.Future) -> bool:
-    """Store a finished job's result or failure; False if a broken pool lost it."""
+def _store(driver: Driver, unit: list[Job], future: cf.Future) -> bool:
+    """Store a finished job's (or batch's) result or failure; False if a broken pool lost it."""
     try:
         output = future.result()
     except cf.process.BrokenProcessPool:
         return False
     except JOB_ERRORS as e:
-        driver.fail(job, failure_of(e))
+        for job in unit:
+            driver.fail(job, failure_of(e))
         return True
-    driver.finish(job, output)
+    _store_batch(driver, unit, output if len(unit) > 1 else [output])
     return True
 
 
 def _interrupted(driver: Driver, pool: cf.ProcessPoolExecutor, running: dict) -> None:
     """First Ctrl-C: start nothing new and save the running jobs as they finish; a second one
     stops the workers at once (their jobs resume from their own checkpoints)."""
-    progress.error(f"interrupted; saving {len(running)} running job(s) as they finish "
+    progress.error(f"interrupted; saving {sum(map(len, running.values()))} running job(s) as they finish "
                    f"(Ctrl-C again to stop now)")
     try:
         for future in cf.as_completed(running):

@@ -9,11 +9,14 @@ what is particular to it; the runner owns the order, the store and the executor.
 - `plan` lists the jobs, made with `Protocol.job`; each one calls `run_job` in a worker, with the
   data set already on the configured device, and returns its record and artifacts;
 - `shared` names the inputs the jobs share (the data set, and whatever else the protocol adds);
+- `run_batch` runs jobs planned with one `batch` key as one (`batch_models`: their models
+  trained as one batched model), returning each one's record;
 - `report` writes report.md, results.csv and the figures from the store's trusted records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from functools import lru_cache, partial
@@ -22,6 +25,7 @@ from pathlib import Path
 from .. import data
 from ..core import progress
 from ..core.device import describe, on_device, prepare
+from .config import batching
 from .executor import run_jobs
 from .jobs import ExecOptions, Job, JobOutput
 from .ray_cluster import connect
@@ -65,6 +69,12 @@ class Protocol:
     def run_job(self, config, ds, *args, progress: bool, **shared) -> JobOutput | dict:
         raise NotImplementedError
 
+    def run_batch(self, config, ds, members: list[tuple[tuple, dict]], *,
+                  progress: bool) -> list[JobOutput | dict | BaseException]:
+        """Jobs planned with one `batch` key, run as one: `members` holds each one's run_job
+        arguments after `ds` and its shared inputs; returns each one's output or error."""
+        raise NotImplementedError
+
     def describe(self, record: dict) -> str:
         """One line about a finished job, for the log."""
         return f"accuracy {record['accuracy']:.4f}"
@@ -74,11 +84,13 @@ class Protocol:
         raise NotImplementedError
 
     def job(self, config, key: str, *args, shared: dict[str, str] | None = None,
-            checkpoints: bool = False) -> Job:
+            checkpoints: bool = False, batch: str | None = None) -> Job:
         """Job `key`: `run_job(config, ds, *args, ...)` in a worker, with the data set and the
-        `shared` inputs (keyword argument -> shared input) it names."""
+        `shared` inputs (keyword argument -> shared input) it names; the jobs of one `batch`
+        key can run as one `run_batch`."""
         return Job(key, run_protocol_job, (self, config, *args),
-                   {"dataset": "dataset", **(shared or {})}, checkpoints)
+                   {"dataset": "dataset", **(shared or {})}, checkpoints, batch,
+                   run_protocol_batch if batch is not None else None)
 
 
 def run_protocol_job(protocol: Protocol, config, *args, progress: bool, dataset,
@@ -90,6 +102,24 @@ def run_protocol_job(protocol: Protocol, config, *args, progress: bool, dataset,
     output = output if isinstance(output, JobOutput) else JobOutput(output)
     output.ran_on = describe(device)
     return output
+
+
+def run_protocol_batch(members: list[tuple[tuple, dict]], *,
+                       progress: bool) -> list[JobOutput | BaseException]:
+    """What a batch of protocol jobs runs (see run_protocol_job); each record names the device
+    and that its model was trained in a batch."""
+    protocol, config = members[0][0][:2]
+    device = prepare(config)
+    dataset = on_device(members[0][1]["dataset"], device)
+    outputs = protocol.run_batch(
+        config, dataset,
+        [(args[2:], {k: v for k, v in values.items() if k != "dataset"})
+         for args, values in members], progress=progress)
+    outputs = [o if isinstance(o, (JobOutput, BaseException)) else JobOutput(o) for o in outputs]
+    for output in outputs:
+        if isinstance(output, JobOutput):
+            output.ran_on = f"{describe(device)}, {len(members)} models trained as one batched model"
+    return outputs
 
 
 def devices_of(store: RunStore, config) -> str:
@@ -116,6 +146,7 @@ def run(protocol: Protocol, config, out: str, name: str, data_dir: str | None = 
     returns the run directory."""
     config.validate()
     device = prepare(config)  # a CUDA device that is absent surfaces here, before any work
+    options = dataclasses.replace(options, batch_models=batching(config.batch_models, config.device))
     prepare_executor(options)
     started = time.time()
     ds = data_of(config, data_dir)  # a data problem surfaces here, as one line

@@ -53,11 +53,21 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-class DivergenceCheck:
-    """Remembers the first step whose loss is not finite, on the device, without a sync."""
+def diverged(desc: str, lr_key: str, lr: float, step: int, batches: int,
+             epoch_offset: int = 0) -> TrainingDiverged:
+    """The error of a training whose loss is not finite at 0-based `step` (of all epochs)."""
+    return TrainingDiverged(
+        f"{desc}: training diverged (the loss is not finite at epoch "
+        f"{epoch_offset + step // batches + 1}, step {step % batches + 1} of {batches}); "
+        f"lower {lr_key} (now {lr:g})")
 
-    def __init__(self, device: torch.device):
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+class DivergenceCheck:
+    """Remembers the first step whose loss is not finite, on the device, without a sync; one
+    flag per entry of `shape` (a batched model's members), one in all by default."""
+
+    def __init__(self, device: torch.device, shape: tuple[int, ...] = ()):
+        self.first_bad = torch.full(shape, -1, dtype=torch.long, device=device)
 
     def update(self, loss: Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
@@ -67,10 +77,7 @@ class DivergenceCheck:
                           epoch_offset: int) -> None:
         step = int(self.first_bad)
         if step >= 0:
-            raise TrainingDiverged(
-                f"{desc}: training diverged (the loss is not finite at epoch "
-                f"{epoch_offset + step // batches + 1}, step {step % batches + 1} of {batches}); "
-                f"lower {lr_key} (now {lr:g})")
+            raise diverged(desc, lr_key, lr, step, batches, epoch_offset)
 
 
 def train(model: nn.Module, x: Tensor, y: Tensor, spec, cfg: TrainConfig, seed: int, *,

@@ -31,6 +31,12 @@ which moves it HW/100 times faster (7.84x on MNIST). At each step:
      δ1 = p̃[c1] − p[c1],  δ2 = mean_{i=2..n} (p̃[ci] − p[ci]),
      δ  = α·δ1 + (1−α)·δ2,  K ← clip(K + ⌊μ·δ⌋, Kmin, Kmax).
 K lives in `state_dict()`, saved with the model, so a resumed run continues with the same K.
+
+The paper's text allows other readings of step 2 (issue 19; docs/protocols.md, "SMOOT's K"),
+each an option, the literal one the default: `k_rounding` floor (⌊·⌋) | round | trunc
+(toward zero), `k_delta` per image | batch (one δ, the batch mean, for all its images), and
+`k_rank` clean (classes ranked by p) | masked (by p̃). Each epoch's δ and K steps are
+summarised by `SMOOT.epoch_summary`, which the sgt protocol logs.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attribution.base import explained_score
-from ..core.checks import check, check_choice, renamed
+from ..core.checks import added, check, check_choice, renamed
 from ..core.device import generator
 from ..removal import count_removed, fill, mask_first
 from .loop import cross_entropy
@@ -70,6 +76,10 @@ class ObjectiveConfig:
     # uniform: within the remaining pixels' range (the SMOOT paper) | uniform_image: within the
     # whole image's (the authors' --RandomMasking), fills of removal.FILLS; once remaining | image
     fill: str = renamed("uniform", "fill", {"remaining": "uniform", "image": "uniform_image"})
+    # readings of SMOOT's K update (issue 19), the literal ones by default
+    k_rounding: str = added("floor")  # floor | round | trunc: μ·δ to a whole step
+    k_delta: str = added("image")  # image | batch: one δ per image, or the batch's mean
+    k_rank: str = added("clean")  # clean | masked: the softmax that ranks c1..cn
 
     def validate(self) -> None:
         check(self.lam >= 0, "objective.lam must be >= 0")
@@ -85,6 +95,12 @@ class ObjectiveConfig:
         check_choice(self.saliency_output, ("log_softmax", "logit"), "objective.saliency_output")
         check_choice(self.saliency_pass, ("eval", "shared"), "objective.saliency_pass")
         check_choice(self.fill, ("uniform", "uniform_image"), "objective.fill")
+        check_choice(self.k_rounding, tuple(ROUNDINGS), "objective.k_rounding")
+        check_choice(self.k_delta, ("image", "batch"), "objective.k_delta")
+        check_choice(self.k_rank, ("clean", "masked"), "objective.k_rank")
+
+
+ROUNDINGS = {"floor": torch.floor, "round": torch.round, "trunc": torch.trunc}
 
 
 def lowest_mask(s: Tensor, counts) -> Tensor:
@@ -94,18 +110,26 @@ def lowest_mask(s: Tensor, counts) -> Tensor:
     return mask_first(order, counts, s.shape[2:])
 
 
-def smoot_delta(p: Tensor, p_masked: Tensor, alpha: float, n: int) -> Tensor:
-    """δ = α·δ1 + (1−α)·δ2 per image, classes ranked by the unmasked p (float64)."""
+def smoot_delta(p: Tensor, p_masked: Tensor, alpha: float, n: int, rank: str = "clean") -> Tensor:
+    """δ = α·δ1 + (1−α)·δ2 per image, classes ranked by the unmasked p (`rank=clean`) or by
+    the masked p̃ (`masked`) (float64)."""
     p, p_masked = p.double(), p_masked.double()
-    top = p.argsort(dim=1, descending=True, stable=True)[:, :n]
+    top = (p if rank == "clean" else p_masked).argsort(dim=1, descending=True, stable=True)[:, :n]
     diff = (p_masked - p).gather(1, top)  # p̃[ci] − p[ci], i = 1..n
     return alpha * diff[:, 0] + (1 - alpha) * diff[:, 1:].mean(1)
 
 
-def smoot_update(k: Tensor, delta: Tensor, mu: float, k_min: int, k_max: int) -> Tensor:
-    """K ← clip(K + ⌊μ·δ⌋, Kmin, Kmax), in K's own unit (pixels or percent)."""
-    step = torch.floor(mu * delta.double()).long()
-    return (k.long() + step).clamp(k_min, k_max).to(k.dtype)
+def smoot_step(delta: Tensor, mu: float, rounding: str = "floor") -> Tensor:
+    """The step of K: ⌊μ·δ⌋ (`floor`), μ·δ rounded to the nearest (`round`, halves to even) or
+    truncated toward zero (`trunc`)."""
+    return ROUNDINGS[rounding](mu * delta.double()).long()
+
+
+def smoot_update(k: Tensor, delta: Tensor, mu: float, k_min: int, k_max: int,
+                 rounding: str = "floor") -> Tensor:
+    """K ← clip(K + ⌊μ·δ⌋, Kmin, Kmax) (or the step `rounding` gives), in K's own unit (pixels
+    or percent)."""
+    return (k.long() + smoot_step(delta, mu, rounding)).clamp(k_min, k_max).to(k.dtype)
 
 
 class Traditional:
@@ -217,6 +241,12 @@ class SMOOT(SGT):
         unit = (lambda p: int(count_removed(p, pixels))) if cfg.k_unit == "pixels" else int
         self.k_min, self.k_max = unit(cfg.k_min), unit(cfg.k_max)
         self.K = torch.full((n_train,), unit(cfg.k_init), dtype=torch.int32)
+        self.deltas: list[Tensor] = []  # this epoch's δ and steps, for epoch_summary
+        self.steps: list[Tensor] = []
+
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        self.deltas, self.steps = [], []  # reseeded at the start of every epoch
 
     def counts(self, idx: Tensor, pixels: int) -> Tensor:
         """This step masks with the K from the last time each image was seen."""
@@ -226,8 +256,27 @@ class SMOOT(SGT):
 
     @torch.no_grad()
     def after_forward(self, idx: Tensor, logits: Tensor, masked_logits: Tensor) -> None:
-        delta = smoot_delta(logits.softmax(1), masked_logits.softmax(1), self.cfg.alpha, self.cfg.n)
-        self.K[idx] = smoot_update(self.K[idx], delta, self.cfg.mu, self.k_min, self.k_max)
+        cfg = self.cfg
+        delta = smoot_delta(logits.softmax(1), masked_logits.softmax(1), cfg.alpha, cfg.n,
+                            cfg.k_rank)
+        if cfg.k_delta == "batch":
+            delta = delta.mean().expand(len(idx))
+        k = self.K[idx]
+        self.K[idx] = smoot_update(k, delta, cfg.mu, self.k_min, self.k_max, cfg.k_rounding)
+        self.deltas.append(delta.float())
+        self.steps.append((self.K[idx] - k).to(torch.int16))  # the step after clipping
+
+    def epoch_summary(self) -> str:
+        """This epoch's δ (quantiles) and K steps (how many images stepped down, stayed, rose)."""
+        if not self.deltas:
+            return "no SMOOT steps this epoch"
+        delta, step = torch.cat(self.deltas).cpu(), torch.cat(self.steps).cpu()
+        q = torch.quantile(delta, torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])).tolist()
+        share = lambda ok: 100 * float(ok.float().mean())  # noqa: E731
+        return (f"SMOOT delta min/p10/median/p90/max {q[0]:+.3f}/{q[1]:+.3f}/{q[2]:+.4f}/"
+                f"{q[3]:+.3f}/{q[4]:+.3f}, mean {float(delta.mean()):+.4f}; K step <0 "
+                f"{share(step < 0):.1f}%, 0 {share(step == 0):.1f}%, >0 {share(step > 0):.1f}%, "
+                f"mean {float(step.double().mean()):+.3f}")
 
     def state_dict(self) -> dict:
         return {"K": self.K.cpu().clone(), "k_unit": self.cfg.k_unit}

@@ -7,7 +7,9 @@
 The `random` method is the baseline: a seeded random ranking per image, fixed for the run.
 
 The base model and the rankings are the driver's work (`prepare`), stored once per run; the
-jobs get the data set and the rankings as shared inputs.
+jobs get the data set and the rankings as shared inputs. Every retraining shares the model,
+the optimiser and the batch schedule, so with `batch_models` on they train as one batched
+model (training/batched.py), each with its own seed, data and record.
 """
 
 import dataclasses
@@ -29,6 +31,7 @@ from ...runs.config import config_hash, from_dict
 from ...runs.files import load_verified
 from ...runs.runner import Protocol
 from ...runs.store import Layout, RunStore, read_finished
+from ...training.batched import batchable, train_batched
 from ...training.loop import train
 from .config import REFERENCE, RoarConfig
 from .report import write_report
@@ -91,7 +94,8 @@ class Roar(Protocol):
 
     def plan(self, config: RoarConfig, context) -> list:
         return [self.job(config, paths.roar_key(m, t, s), m, t, s,
-                         shared={} if m == REFERENCE else {"ranking": f"ranking-{m}"})
+                         shared={} if m == REFERENCE else {"ranking": f"ranking-{m}"},
+                         batch="retrain")
                 for m, t, s in plan_keys(config)]
 
     def shared(self, config: RoarConfig, data_dir, store: RunStore, context) -> dict:
@@ -102,18 +106,33 @@ class Roar(Protocol):
     def run_job(self, config: RoarConfig, ds, method: str, threshold: float, seed: int, *,
                 progress: bool, ranking: dict | None = None) -> dict:
         """Train a fresh model on the modified train set and test it on the modified test set."""
-        device = ds.x_train.device
-        x_train, x_test = ds.x_train, ds.x_test
-        if method != REFERENCE:
-            x_train = remove_pixels(x_train, ranking["train"].to(device), threshold, config,
-                                    ds.spec, 1)
-            x_test = remove_pixels(x_test, ranking["test"].to(device), threshold, config, ds.spec, 2)
-        torch.manual_seed(seed)
-        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes).to(device)
+        x_train, x_test = modified_data(config, ds, method, threshold, ranking)
+        model = fresh_model(config, ds, seed)
         train(model, x_train, ds.y_train, ds.spec, config.train, seed, progress=progress,
               desc=paths.roar_key(method, threshold, seed))
-        result = classify(model, x_test, ds.y_test, ds.spec)
-        return {"method": method, "threshold": threshold, "seed": seed, **result.as_record()}
+        return job_record(model, x_test, ds, method, threshold, seed)
+
+    def run_batch(self, config: RoarConfig, ds, members: list[tuple[tuple, dict]], *,
+                  progress: bool) -> list:
+        """`run_job` of every member, their models trained as one batched model; the seeds of
+        one (method, threshold) share its modified data."""
+        if not batchable(fresh_model(config, ds, 0)):
+            return [self.run_job(config, ds, *args, progress=progress, **shared)
+                    for args, shared in members]
+        data = {}
+        for (method, threshold, _), shared in members:
+            if (method, threshold) not in data:
+                data[method, threshold] = modified_data(config, ds, method, threshold,
+                                                        shared.get("ranking"))
+        keys = [args for args, _ in members]
+        trained = train_batched([fresh_model(config, ds, s) for _, _, s in keys],
+                                [data[m, t][0] for m, t, _ in keys], [ds.y_train] * len(keys),
+                                ds.spec, config.train, [s for _, _, s in keys],
+                                names=[paths.roar_key(*k) for k in keys], progress=progress,
+                                desc="retraining")
+        return [model if isinstance(model, BaseException)
+                else job_record(model, data[m, t][1], ds, m, t, s)
+                for model, (m, t, s) in zip(trained, keys)]
 
     def report(self, config: RoarConfig, store: RunStore, ds, base_accuracy: float,
                seconds: float, failed: dict[str, str]) -> None:
@@ -121,6 +140,28 @@ class Roar(Protocol):
 
 
 ROAR = Roar()
+
+
+def modified_data(config: RoarConfig, ds, method: str, threshold: float,
+                  ranking: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train and test images of job (method, threshold): clean for the reference."""
+    if method == REFERENCE:
+        return ds.x_train, ds.x_test
+    device = ds.x_train.device
+    return (remove_pixels(ds.x_train, ranking["train"].to(device), threshold, config, ds.spec, 1),
+            remove_pixels(ds.x_test, ranking["test"].to(device), threshold, config, ds.spec, 2))
+
+
+def fresh_model(config: RoarConfig, ds, seed: int) -> torch.nn.Module:
+    """A retraining's untrained model, initialised from its seed, on the data's device."""
+    torch.manual_seed(seed)
+    return models.build_model(config.model, ds.spec.shape, ds.spec.num_classes).to(
+        ds.x_train.device)
+
+
+def job_record(model, x_test, ds, method: str, threshold: float, seed: int) -> dict:
+    result = classify(model, x_test, ds.y_test, ds.spec)
+    return {"method": method, "threshold": threshold, "seed": seed, **result.as_record()}
 
 
 def base_model(config: RoarConfig, ds, store: RunStore) -> tuple[torch.nn.Module, float]:

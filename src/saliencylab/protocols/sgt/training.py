@@ -10,6 +10,7 @@ import time
 import torch
 
 from ... import data, models
+from ...core import progress as log
 from ...core.contents import FRACTION, Either, Items, Number, Tensor, model_state_spec, tensors_like
 from ...core.device import generator
 from ...evaluation.classification import accuracy
@@ -17,7 +18,7 @@ from ...models.vit import build_deit
 from ...runs import paths
 from ...runs.checkpoints import Checkpoints
 from ...training.loop import lr_at, make_optimizer, train
-from ...training.objectives import k_stats_of, make_objective
+from ...training.objectives import SMOOT, k_stats_of, make_objective
 from .config import SaliencyTrainingConfig
 
 
@@ -112,6 +113,8 @@ def train_model(config: SaliencyTrainingConfig, ds, name: str, seed: int,
         train(model, x, y, ds.spec, cfg, epoch_seed, objective=objective, optimizer=optimizer,
               progress=progress, desc=f"{paths.sgt_key(name, seed)} epoch {epoch + 1}/{config.train.epochs}",
               epoch_offset=epoch)
+        if isinstance(objective, SMOOT):  # issue 19: how δ and K moved this epoch
+            log.info(f"{paths.sgt_key(name, seed)} epoch {epoch + 1}: {objective.epoch_summary()}")
         history = {**history, "epoch": epoch + 1,
                    "seconds": history["seconds"] + time.perf_counter() - started,
                    "k_median": history["k_median"] + [k_stats_of(objective, pixels_of(ds.spec))["k_median"]]}
