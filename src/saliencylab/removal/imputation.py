@@ -30,7 +30,8 @@ from torch import Tensor
 # neighbours, 1/12 for the four diagonal ones.
 NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
               ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
-STENCIL = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+# As a 3x3 stencil that is (1/12)·[1,2,1]ᵀ[1,2,1] less 1/3 at the centre: W u = S u / 12 - u / 3,
+# S applied separably by shifted adds (`_smooth`; 3-4x faster than a 1-channel conv2d on the CPU).
 # 1-D cell-centred linear interpolation to a 2x finer grid: a coarse cell gives 3/4 to the two
 # fine cells it covers and 1/4 to their outer neighbours.
 INTERPOLATION = torch.tensor([0.25, 0.75, 0.75, 0.25])
@@ -63,9 +64,10 @@ class _Grid:
     def __init__(self, inside: Tensor, coarsen: bool = True):
         self.inside = inside
         h, w = inside.shape[2:]
-        self.kernel = STENCIL.to(inside.device, inside.dtype).view(1, 1, 3, 3)
-        self.d = self.neighbours(torch.ones(1, 1, h, w, dtype=inside.dtype, device=inside.device))
-        self.diagonal, self.inverse = inside * self.d, inside / self.d  # D and D⁻¹ on the unknowns
+        self.d = _neighbours(torch.ones(1, 1, h, w, dtype=inside.dtype, device=inside.device))
+        self.inverse = inside / self.d  # D⁻¹ on the unknowns
+        # A u = inside·(d u - W u) = inside·(d + 1/3)·u - (inside/12)·S u
+        self.diagonal, self.weight = inside * (self.d + 1 / 3), inside / 12
         self.coarse = None
         if coarsen and min(h, w) > COARSEST:
             # a coarse cell is an unknown only when all its fine cells are: a kept pixel keeps its
@@ -73,12 +75,9 @@ class _Grid:
             # (making it an unknown when any fine cell is took 2-3x more iterations)
             self.coarse = _Grid(-F.max_pool2d(-inside, 2, ceil_mode=True))
 
-    def neighbours(self, u: Tensor) -> Tensor:
-        return F.conv2d(u, self.kernel, padding=1)
-
     def apply(self, u: Tensor) -> Tensor:
-        """A u for u zero off the unknowns (every vector of the solver is): D u - inside·(W u)."""
-        return (self.diagonal * u).addcmul_(self.inside, self.neighbours(u), value=-1)
+        """A u for u zero off the unknowns (every vector of the solver is)."""
+        return (self.diagonal * u).addcmul_(self.weight, _smooth(u), value=-1)
 
     def jacobi(self, e: Tensor, r: Tensor) -> Tensor:
         return e + self.inverse * (r - self.apply(e))
@@ -101,6 +100,18 @@ class _Grid:
         for _ in range(SWEEPS):
             e = self.jacobi(e, r)
         return e
+
+
+def _smooth(u: Tensor) -> Tensor:
+    """S u: [1,2,1] along rows, then along columns, zero outside the image."""
+    p = F.pad(u, (1, 1, 1, 1))
+    rows = (p[:, :, :-2] + p[:, :, 2:]).add_(p[:, :, 1:-1], alpha=2)
+    return (rows[..., :-2] + rows[..., 2:]).add_(rows[..., 1:-1], alpha=2)
+
+
+def _neighbours(u: Tensor) -> Tensor:
+    """W u: the weighted sum of each pixel's in-image neighbours."""
+    return (_smooth(u) / 12).sub_(u, alpha=1 / 3)
 
 
 def _interpolation(u: Tensor) -> Tensor:
@@ -152,7 +163,7 @@ def _solve(x: Tensor, mask: Tensor) -> Tensor:
     grid = _Grid(removed * (~everything).to(torch.float32).view(-1, 1, 1, 1),
                  coarsen=h * w >= MULTIGRID_FROM)
     exact = _Grid(grid.inside.double(), coarsen=False)
-    b = exact.inside * exact.neighbours((1 - exact.inside) * v)
+    b = exact.inside * _neighbours((1 - exact.inside) * v)
     stop = TOLERANCE / (h * w) * b.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     u = torch.zeros_like(b)
     for _ in range(REFINEMENTS):
