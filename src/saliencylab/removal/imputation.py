@@ -49,8 +49,8 @@ SWEEPS = 2  # Jacobi sweeps before and after each coarse correction
 # Pixels per image from which one V-cycle preconditions CG; below, the Jacobi step does: a V-cycle
 # costs about 20 Jacobi steps, which pays only once holes are wide. Measured with
 # benchmarks/bench_imputer.py (32 images x 1 channel, one thread, min of 3, multigrid / Jacobi
-# time, on a shared CPU, with the stencil still a conv2d, before _smooth): connected holes (a smooth ranking) 50% / 90% removed: 2.75 / 1.70 at
-# 28 px, 1.31 / 1.07 at 48, 1.05 / 0.61 at 64, 0.54 / 0.69 at 96, 0.52 / 0.30 at 128; scattered
+# time, on a shared CPU, with the stencil still a conv2d, before `_smooth`): connected holes
+# (a smooth ranking) 50% / 90% removed: 2.75 / 1.70 at 28 px, 1.31 / 1.07 at 48, 1.05 / 0.61 at 64, 0.54 / 0.69 at 96, 0.52 / 0.30 at 128; scattered
 # holes (a random ranking): Jacobi faster at every size up to 128 (6.5 / 2.9 at 28, 2.3 / 1.3 at
 # 128). The crossover is that of connected holes, where Jacobi CG's iterations grow.
 MULTIGRID_FROM = 64 * 64
