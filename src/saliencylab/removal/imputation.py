@@ -50,7 +50,8 @@ SWEEPS = 2  # Jacobi sweeps before and after each coarse correction
 # costs about 20 Jacobi steps, which pays only once holes are wide. Measured with
 # benchmarks/bench_imputer.py (32 images x 1 channel, one thread, min of 3, multigrid / Jacobi
 # time, on a shared CPU, with the stencil still a conv2d, before `_smooth`): connected holes
-# (a smooth ranking) 50% / 90% removed: 2.75 / 1.70 at 28 px, 1.31 / 1.07 at 48, 1.05 / 0.61 at 64, 0.54 / 0.69 at 96, 0.52 / 0.30 at 128; scattered
+# (a smooth ranking) 50% / 90% removed: 2.75 / 1.70 at 28 px, 1.31 / 1.07 at 48, 1.05 / 0.61
+# at 64, 0.54 / 0.69 at 96, 0.52 / 0.30 at 128; scattered
 # holes (a random ranking): Jacobi faster at every size up to 128 (6.5 / 2.9 at 28, 2.3 / 1.3 at
 # 128). The crossover is that of connected holes, where Jacobi CG's iterations grow.
 MULTIGRID_FROM = 64 * 64
@@ -143,8 +144,8 @@ def linear_impute(x: Tensor, mask: Tensor) -> Tensor:
     """The noiseless solution of ROAD's linear system (module docstring) for every image and
     channel of x [N,C,H,W] (raw pixels), mask bool [N,1,H,W] (True = removed), in chunks of
     images, to a float64 relative residual of TOLERANCE / (H·W); against scipy's spsolve of the
-    same system the largest difference measured is in docs/protocols.md §4. An image with every pixel removed
-    has no known value to spread: it gets its own mean instead."""
+    same system the largest difference measured is in docs/protocols.md §4. An image with every
+    pixel removed has no known value to spread: it gets its own mean instead."""
     return torch.cat([_solve(x[i:i + IMAGES_PER_SOLVE], mask[i:i + IMAGES_PER_SOLVE])
                       for i in range(0, len(x), IMAGES_PER_SOLVE)]) if len(x) else x.clone()
 
@@ -154,8 +155,8 @@ def _solve(x: Tensor, mask: Tensor) -> Tensor:
     ch. 12): the residual of the float64 solution is computed in float64 and the correction is
     solved in float32 (where the work is) to `INNER_TOLERANCE`, until the float64 residual is
     below TOLERANCE / (H·W). The system is built once; only the preconditioner depends on the
-    size (`MULTIGRID_FROM`). float32 alone stalls near a relative residual of 1e-6 on 224x224 images with
-    large holes, which leaves errors near 1e-4 of the pixel range."""
+    size (`MULTIGRID_FROM`). float32 alone stalls near a relative residual of 1e-6 on 224x224
+    images with large holes, which leaves errors near 1e-4 of the pixel range."""
     n, c, h, w = x.shape
     v = x.detach().to(torch.float64).reshape(n * c, 1, h, w)
     removed = mask.expand(n, c, h, w).reshape(n * c, 1, h, w).to(torch.float32)
