@@ -138,7 +138,7 @@ def quantus_rows(model, x, y, a, spec, step):
     xn, yn, an = spec.normalize(x.float()).numpy(), y.numpy(), a.sum(1, keepdim=True).numpy()
     road_q = quantus.ROAD(percentages=list(PERCENTS), noise=0.01 / spec.std[0], display_progressbar=False,
                           disable_warnings=True)
-    flip = quantus.PixelFlipping(features_in_step=step * x.shape[1], perturb_baseline=0.0,
+    flip = quantus.PixelFlipping(features_in_step=step, perturb_baseline=0.0,
                                  disable_warnings=True, display_progressbar=False)
     out = {}
     if x.shape[1] == 1:

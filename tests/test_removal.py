@@ -166,7 +166,13 @@ def smooth_ranking(n, shape, generator):
 
 @pytest.mark.parametrize("percent", [10, 20, 30, 40, 50, 60, 70, 80, 90, 99])
 @pytest.mark.parametrize("holes", ["connected", "scattered"])
-def test_linear_imputation_agrees_with_scipys_spsolve_to_1e_5_of_the_range(percent, holes):
+@pytest.mark.parametrize("multigrid_from", [0, 10 ** 9], ids=["multigrid", "jacobi"])
+def test_linear_imputation_agrees_with_scipys_spsolve_to_1e_5_of_the_range(percent, holes,
+                                                                           multigrid_from,
+                                                                           monkeypatch):
+    from saliencylab.removal import imputation
+
+    monkeypatch.setattr(imputation, "MULTIGRID_FROM", multigrid_from)  # each preconditioner
     g = torch.Generator().manual_seed(percent)
     x = torch.rand(3, 3, 24, 20, generator=g) * 255
     order = (smooth_ranking(3, (24, 20), g) if holes == "connected" else
@@ -254,12 +260,27 @@ def test_the_imputers_iterations_do_not_grow_with_the_holes(monkeypatch):
         return original(grid, r)
 
     monkeypatch.setattr(imputation._Grid, "v_cycle", counted)
+    monkeypatch.setattr(imputation, "MULTIGRID_FROM", 0)  # the V-cycle at both sizes
     g = torch.Generator().manual_seed(0)
     for size in (16, 128):  # holes 8x wider at 128
         x = torch.rand(2, 1, size, size, generator=g) * 255
         linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
     # plain Jacobi CG needed about 7x more iterations at 128 than at 16 (25 vs 180)
     assert cycles[128] <= cycles[16] + 6, cycles
+
+
+def test_the_imputer_uses_the_v_cycle_only_from_the_measured_crossover(monkeypatch):
+    from saliencylab.removal import imputation
+
+    sizes = []
+    original = imputation._Grid.v_cycle
+    monkeypatch.setattr(imputation._Grid, "v_cycle",
+                        lambda grid, r: sizes.append(r.shape[-1]) or original(grid, r))
+    g = torch.Generator().manual_seed(0)
+    for size in (28, 63, 64):  # MNIST's Jacobi CG is ~2-7x faster than multigrid CG at 28 px
+        x = torch.rand(2, 1, size, size, generator=g) * 255
+        linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
+    assert imputation.MULTIGRID_FROM == 64 * 64 and 64 in sizes and set(sizes) <= {64, 32, 16, 8, 4}
 
 
 def test_roads_lerf_removes_the_authors_count():
