@@ -5,9 +5,9 @@ and by the options that change the pixels (channels, size, split). Its folder un
 cache holds x_train.u8 and x_test.u8 (raw uint8 [N, C, H, W]), where the source has masks
 m_train.u8 and/or m_test.u8 (bool [N, 1, H, W], one byte each), the labels as .npy, and
 meta.json with the shapes, classes, the splits with masks, the train split's mean/std and each
-file's sha256. The
-folder is written under a temporary name and renamed when complete; on every open each file's
-sha256 is checked, and a cache that fails the check is rebuilt (with a warning).
+file's sha256. The folder is written under a temporary name and renamed when complete; on every
+open each file's sha256 is checked, and a cache that fails the check is rebuilt (with a
+warning).
 """
 
 from __future__ import annotations
@@ -79,16 +79,14 @@ def build(folder: Path, shape: tuple[int, int, int], labels: dict[str, np.ndarra
         for split in ("train", "test"):
             meta[f"n_{split}"] = len(labels[split])
             np.save(tmp / f"y_{split}.npy", labels[split].astype(np.int64))
-            (tmp / f"x_{split}.u8").touch()
-            out = [_images(tmp, split, meta, "w+")]
-            if split in masked:
-                (tmp / f"m_{split}.u8").touch()
-                out.append(_masks(tmp, split, meta, "w+"))
-            fill(split, out[0], out[1] if split in masked else None)
-            for array in out:
+            (tmp / f"x_{split}.u8").touch()  # an empty split's file too (np.memmap cannot)
+            images = _images(tmp, split, meta, "w+")
+            masks = _masks(tmp, split, meta, "w+") if split in masked else None
+            fill(split, images, masks)
+            for array in (images, masks):
                 if isinstance(array, np.memmap):
                     array.flush()
-            del out
+            del images, masks
         mean, std = channel_stats(_images(tmp, "train", meta, "c"))
         meta.update(mean=mean, std=std, sha256={p.name: sha256_file(p)
                                                 for p in sorted(tmp.iterdir())})

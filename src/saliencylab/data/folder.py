@@ -107,7 +107,7 @@ def mask_path(root: Path, image: Path) -> Path:
 def mask_files(root: Path, listing: Listing) -> dict[str, tuple[Path, ...] | None]:
     """Each split's masks in its images' order, or None where the split has none (no
     root/masks/; in the train/test layout, no masks/<split>/); a one-line UserError naming an
-    image without its mask."""
+    image without its mask, or two images whose names differ only in their suffix."""
     top = root / MASKS
     split_layout = (root / "train").is_dir()
     if not top.is_dir():
