@@ -3,6 +3,11 @@
 PATH/train/<class>/* and PATH/test/<class>/*, or one PATH/<class>/* tree split per class by a
 seeded test_fraction. Files ending in png, jpg, jpeg, bmp or webp (any case) are images; other
 files are ignored, as ImageFolder does. Classes are the sorted folder names.
+
+Optional ground-truth masks (issue 18) live in PATH/masks/, a tree that mirrors the images':
+the mask of PATH/<class>/NAME.ext is PATH/masks/<class>/NAME.png, and of
+PATH/<split>/<class>/NAME.ext is PATH/masks/<split>/<class>/NAME.png (masks/train/ and
+masks/test/ each optional). A mask is True where any channel of a pixel is non-zero.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .options import DataOptions
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _GREY = ("1", "L", "LA")
 _WIDE = ("I", "I;16", "I;16B", "I;16L", "F")  # more than 8 bits: refused, not clipped
+MASKS = "masks"  # PATH/masks/: the masks' tree, never a class
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,9 @@ class Listing:
     test: tuple[tuple[Path, int], ...]
 
 
-def _classes(folder: Path) -> list[Path]:
-    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _classes(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    found = sorted(p for p in folder.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
     if not found:
         raise UserError(f"{folder} has no class folders: put each class's images in "
                         f"{folder}/<class>/ (torchvision's ImageFolder layout)")
@@ -77,7 +84,7 @@ def scan(root: Path, options: DataOptions) -> Listing:
         test = [(f, c) for c, n in enumerate(train_classes) for f in _images(test_dir / n)]
         classes = train_classes
     else:
-        classes = [p.name for p in _classes(root)]
+        classes = [p.name for p in _classes(root, skip=(MASKS,))]
         train, test = [], []
         for c, name in enumerate(classes):
             files = _images(root / name)
@@ -92,8 +99,44 @@ def scan(root: Path, options: DataOptions) -> Listing:
                    _order(test, options.split_seed, 2))
 
 
-def _undecodable(path: Path, error: Exception) -> UserError:
-    return UserError(f"cannot decode image {path} ({type(error).__name__}: "
+def mask_path(root: Path, image: Path) -> Path:
+    """Where the mask of `image` (a file under `root`) is: root/masks/<its folders>/<stem>.png."""
+    return root / MASKS / image.relative_to(root).parent / (image.stem + ".png")
+
+
+def mask_files(root: Path, listing: Listing) -> dict[str, tuple[Path, ...] | None]:
+    """Each split's masks in its images' order, or None where the split has none (no
+    root/masks/; in the train/test layout, no masks/<split>/); a one-line UserError naming an
+    image without its mask, or two images whose names differ only in their suffix."""
+    top = root / MASKS
+    split_layout = (root / "train").is_dir()
+    if not top.is_dir():
+        return {"train": None, "test": None}
+    if split_layout and not ((top / "train").is_dir() or (top / "test").is_dir()):
+        raise UserError(f"{top} has no train/ or test/ folder: with the train/test layout the mask "
+                        f"of {root}/test/<class>/NAME.* is {top}/test/<class>/NAME.png")
+    found = {}
+    for split in ("train", "test"):
+        if split_layout and not (top / split).is_dir():
+            found[split] = None
+            continue
+        masks, owner = [], {}
+        for image, _ in getattr(listing, split):
+            mask = mask_path(root, image)
+            if not mask.is_file():
+                raise UserError(f"image {image} has no mask: add {mask} (non-zero where the "
+                                f"class is), or remove {top / split if split_layout else top}")
+            if mask in owner:
+                raise UserError(f"images {owner[mask]} and {image} would share the mask {mask}: "
+                                f"rename one of them")
+            owner[mask] = image
+            masks.append(mask)
+        found[split] = tuple(masks)
+    return found
+
+
+def _undecodable(path: Path, error: Exception, what: str = "image") -> UserError:
+    return UserError(f"cannot decode {what} {path} ({type(error).__name__}: "
                      f"{' '.join(str(error).split())[:120]}): replace or delete the file")
 
 
@@ -128,7 +171,8 @@ def layout(listing: Listing, options: DataOptions) -> tuple[int, int, int]:
     return (channels, *(size or first[1]))
 
 
-def resize_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def resize_crop(image: Image.Image, size: tuple[int, int],
+                resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """Scale so the image covers (H, W), keeping its aspect (the short side to H when H = W),
     then crop the centre: torchvision's Resize(size) + CenterCrop(size)."""
     height, width = size
@@ -136,7 +180,7 @@ def resize_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     scale = max(height / h, width / w)
     new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
     if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        image = image.resize((new_w, new_h), resample)
     left, top = round((new_w - width) / 2), round((new_h - height) / 2)
     return image.crop((left, top, left + width, top + height))
 
@@ -154,3 +198,28 @@ def decode(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
         image = resize_crop(image, (height, width))
     pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def decode_mask(path: Path, image: Path, size: tuple[int, int]) -> np.ndarray:
+    """The mask at `path` of the image at `image` as bool [1, H, W] of `size` (H, W): True where
+    any channel is non-zero, resized and cropped as its image is, by nearest neighbour. A mask
+    must have its image's size (a one-line UserError naming both otherwise)."""
+    _, (width, height) = header(image)
+    try:
+        with Image.open(path) as mask:
+            mask.load()
+            plain = mask.mode in ("1", "L", "F") or mask.mode.startswith("I")
+            pixels = np.asarray(mask if plain else mask.convert("RGB"))  # alpha dropped
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise _undecodable(path, e, "mask") from None
+    if pixels.shape[:2] != (height, width):
+        raise UserError(f"mask {path} is {pixels.shape[1]}x{pixels.shape[0]} but its image "
+                        f"{image} is {width}x{height}: save the mask at its image's size")
+    inside = pixels != 0
+    if inside.ndim == 3:
+        inside = inside.any(axis=2)
+    if inside.shape != size:
+        scaled = resize_crop(Image.fromarray(inside.astype(np.uint8) * 255), size,
+                             Image.Resampling.NEAREST)
+        inside = np.asarray(scaled) > 0
+    return inside[None]

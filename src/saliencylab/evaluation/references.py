@@ -14,7 +14,9 @@ from torch import Tensor
 
 REFERENCES = ("oracle", "inverted_oracle")
 NO_MASKS = ("the data has no ground-truth masks: the localisation metrics and the oracle "
-            "references need one mask per test image (the built-in `planted` data set has them)")
+            "references need one mask per test image (the built-in `planted` data set has them; "
+            "bring yours as PATH/masks/<class>/<image name>.png beside folder:PATH, or m_test "
+            "in npz:FILE)")
 
 
 def reference_maps(name: str, masks: Tensor) -> Tensor:

@@ -144,8 +144,8 @@ class Evaluate(Protocol):
         roar = roar_values(config, ds.spec.num_classes) if "roar" in config.metrics else {}
         if config.card_images and ds.m_test is None:
             raise UserError(f"card_images needs data with ground-truth masks, and "
-                            f"{config.dataset} has none: use --set dataset=planted, or "
-                            f"card_images=0")
+                            f"{config.dataset} has none: use --set dataset=planted, bring masks "
+                            f"(docs/protocols.md §5b), or card_images=0")
         return Plan(methods, metrics, skipped, roar, ds.m_test is not None)
 
     def layout(self, config: EvaluateConfig, ds, plan: Plan) -> Layout:
