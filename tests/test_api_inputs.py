@@ -120,6 +120,9 @@ def test_a_dataset_of_raw_pixels_takes_the_spec_as_tensors_do(images):
     (DataLoader(Items((torch.zeros(1, 8, 8), 1)), batch_size=None),
      r"batch 0 of the DataLoader holds x of shape \(1, 8, 8\) and y of shape \(\): each must "
      r"be a pair \(x, y\) with x \[B, C, H, W\] and y \[B\]"),
+    (DataLoader(Items((torch.zeros(3, 1, 8, 8), torch.zeros(2, dtype=torch.long))),
+                batch_size=None),
+     r"batch 0 of the DataLoader holds x of shape \(3, 1, 8, 8\) and y of shape \(2,\)"),
     (DataLoader(Items({"image": torch.zeros(1, 8, 8)}), batch_size=2),
      r"batch 0 of the DataLoader is a dict: each must be a pair"),
 ])

@@ -8,6 +8,8 @@ list); they are converted, never copied to another device. A torch `Dataset` or 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -39,9 +41,8 @@ def check_module(model, what: str = "model") -> None:
 
 def device_of(model: nn.Module) -> torch.device:
     """Where the model's first parameter (or buffer) lives; the CPU for a model with neither."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def is_dataset(data) -> bool:
@@ -57,7 +58,7 @@ def _pair(item, where: str, batched: bool) -> tuple[Tensor, Tensor]:
         got = f"{a_type(item)} of {len(item)}" if isinstance(item, (tuple, list)) else a_type(item)
         raise UserError(f"{where} is {got}: each must be a pair (x, y) with {form}")
     x, y = _tensor(item[0], f"{where}'s x"), _tensor(item[1], f"{where}'s y")
-    if x.dim() != 3 + batched or y.dim() != int(batched):
+    if x.dim() != 3 + batched or y.dim() != int(batched) or (batched and len(x) != len(y)):
         raise UserError(f"{where} holds x of shape {tuple(x.shape)} and y of shape "
                         f"{tuple(y.shape)}: each must be a pair (x, y) with {form}")
     return (x, y) if batched else (x[None], y[None])
