@@ -4,8 +4,10 @@ import importlib.metadata
 
 import pytest
 import torch
+from image_files import save
 from torch import nn
 
+from saliencylab import data
 from saliencylab.cli import main
 from saliencylab.core import progress
 
@@ -65,3 +67,22 @@ def installed_plugins(monkeypatch):
         monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
 
     return install
+
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    """Every cache these tests build goes to their own folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "saliencylab" / "decoded"
+
+
+@pytest.fixture
+def digit_folder(tmp_path):
+    """The first 200 + 60 digits as 8x8 grey PNGs in root/train|test/<digit>/."""
+    ds = data.load_dataset("digits")
+    root = tmp_path / "digits"
+    for split, x, y, n in (("train", ds.x_train, ds.y_train, 200), ("test", ds.x_test, ds.y_test,
+                                                                      60)):
+        for i in range(n):
+            save(root / split / str(int(y[i])) / f"{i}.png", x[i, 0].numpy())
+    return root

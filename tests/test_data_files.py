@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_files import digits_arrays, save
 from PIL import Image
 from tiny import evaluate_config
 
@@ -17,18 +18,7 @@ from saliencylab.core.errors import UserError
 from saliencylab.data import DataOptions, cache, folder
 from saliencylab.runs import config as cfg
 
-
-@pytest.fixture(autouse=True)
-def user_cache(tmp_path, monkeypatch):
-    """Every cache these tests build goes to their own folder."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "saliencylab" / "decoded"
-
-
-def save(path: Path, pixels: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
+pytestmark = pytest.mark.usefixtures("user_cache")
 
 
 def picture(seed: int, shape=(6, 6, 3)) -> np.ndarray:
@@ -137,12 +127,6 @@ def test_bad_folders_are_one_line_naming_the_file(tmp_path, damage, match):
     with pytest.raises(UserError, match=match) as error:
         data.load_dataset(f"folder:{tmp_path / 'pets'}")
     assert "\n" not in str(error.value)
-
-
-def digits_arrays():
-    ds = data.load_dataset("digits").subset(120, 30)
-    return {"x_train": ds.x_train.numpy(), "y_train": ds.y_train.numpy(),
-            "x_test": ds.x_test.numpy(), "y_test": ds.y_test.numpy()}
 
 
 def test_npz_in_both_layouts_gives_the_same_data_set(tmp_path):
@@ -257,18 +241,6 @@ def test_config_keys_validation_and_unchanged_run_hashes(tmp_path):
         cfg.apply_sets(config, [f"dataset=folder:{tmp_path / 'nope'}"]).validate()
     with pytest.raises(UserError, match=r"unknown data set 'svhn'.*or your files as folder:PATH"):
         cfg.apply_sets(config, ["dataset=svhn"]).validate()
-
-
-@pytest.fixture
-def digit_folder(tmp_path):
-    """The first 200 + 60 digits as 8x8 grey PNGs in root/train|test/<digit>/."""
-    ds = data.load_dataset("digits")
-    root = tmp_path / "digits"
-    for split, x, y, n in (("train", ds.x_train, ds.y_train, 200), ("test", ds.x_test, ds.y_test,
-                                                                      60)):
-        for i in range(n):
-            save(root / split / str(int(y[i])) / f"{i}.png", x[i, 0].numpy())
-    return root
 
 
 def test_every_protocol_runs_on_a_folder_and_evaluate_on_an_npz(digit_folder, tmp_path, capsys):

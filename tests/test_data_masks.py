@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data_files import digit_folder, digits_arrays, save, user_cache  # noqa: F401
+from image_files import digits_arrays, save
 from tiny import evaluate_config, read_results
 
 from saliencylab import data
 from saliencylab.core.errors import UserError
 from saliencylab.data import DataOptions, cache, folder
 from saliencylab.protocols import evaluate as ev
+
+pytestmark = pytest.mark.usefixtures("user_cache")
 
 
 def block(k: int) -> np.ndarray:

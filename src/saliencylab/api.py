@@ -1,16 +1,19 @@
 """`saliencylab.evaluate(model, x, y, ...)`: every faithfulness metric of every method on your
-model and images, as a table, for a notebook."""
+model and images, as a table, for a notebook; `saliencylab.explain_func(name)`: one of our
+methods as a Quantus `explain_func`."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from .attribution import MethodOptions
+from .attribution import Checked, MethodOptions, make_method
 from .core.checks import check, check_choice
 from .core.errors import UserError, a_type
+from .core.modes import eval_mode
 from .data import DataSpec
 from .evaluation import registry
 from .evaluation.measure import applicable, check_selection, measure
@@ -50,6 +53,25 @@ class Table:
                                 f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]", r["better"]]
                                for r in self.rows])
 
+    def to_dict(self) -> dict:
+        """Everything the table holds, as plain Python values (a copy): {"rows": [{"method",
+        "metric", "value", "ci_low", "ci_high", "better"}, ...], "accuracy", "skipped"}."""
+        return {"rows": [dict(r) for r in self.rows], "accuracy": float(self.accuracy),
+                "skipped": dict(self.skipped)}
+
+    def to_pandas(self):
+        """The rows as a pandas DataFrame (columns method, metric, value, ci_low, ci_high,
+        better), with `accuracy` and `skipped` in its `attrs`."""
+        try:
+            import pandas  # lazy: optional dependency, needed only here
+        except ImportError:
+            raise UserError("Table.to_pandas needs pandas, which is not installed: pip install "
+                            "pandas, or use Table.to_dict()") from None
+        frame = pandas.DataFrame(self.rows, columns=["method", "metric", "value", "ci_low",
+                                                     "ci_high", "better"])
+        frame.attrs.update(accuracy=float(self.accuracy), skipped=dict(self.skipped))
+        return frame
+
     __repr__ = __str__ = to_markdown
 
     def _repr_markdown_(self) -> str:
@@ -65,14 +87,17 @@ def identity_spec(x: torch.Tensor, classes: int) -> DataSpec:
                     (1.0,) * c)
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+def evaluate(model: torch.nn.Module, x, y=None, *,
              methods=("gradient", "integrated_gradients", "smoothgrad_sq", "random"),
              metrics=("road", "deletion", "insertion", "mprt", "accuracy_drop"),
              spec: DataSpec | None = None, options: MethodOptions | None = None,
              settings: Settings = Settings(), target: str = "predicted", seed: int = 0,
              classes: int | None = None) -> Table:
     """Every metric (groups: road, deletion, insertion, mprt, accuracy_drop) of every method
-    for `model` on images `x` [N,C,H,W] with labels `y` [N], on x's device.
+    for `model` on images `x` [N,C,H,W] with labels `y` [N], on x's device; or, with `y`
+    left out, on a torch `Dataset` of (x [C,H,W], class index) items or a `DataLoader` of
+    (x [B,C,H,W], y [B]) batches as `x`, read once and whole (cut a large one with
+    torch.utils.data.Subset) onto the model's device.
 
     Without `spec`, x is what the model takes (already normalised float) and the removed pixels
     are filled in that space; with a saliencylab `DataSpec`, x are raw pixels (uint8). x and y
@@ -126,6 +151,14 @@ def check_request(model, x, y, spec: DataSpec | None, classes: int | None):
     inputs.check_module(model)
     check(spec is None or isinstance(spec, DataSpec),
           f"spec must be a saliencylab DataSpec (ds.spec) or None, got {a_type(spec)}")
+    if inputs.is_dataset(x):
+        if y is not None:
+            raise UserError(f"y must be left out when x is a {type(x).__name__}: the labels "
+                            f"come from its (x, y) pairs")
+        x, y = (t.to(inputs.device_of(model)) for t in inputs.examples(x))
+    elif y is None:
+        raise UserError("y is missing: give one class index per image of x, or pass a torch "
+                        "Dataset or DataLoader of (x, y) pairs as x")
     x = inputs.images(x, spec)
     y = inputs.labels(y, len(x))
     first = x[:2] if spec is None else spec.normalize(x[:2])
@@ -137,3 +170,40 @@ def check_request(model, x, y, spec: DataSpec | None, classes: int | None):
         spec = identity_spec(x, found)
         x = x.float() * 255  # raw pixels under the identity spec
     return x, y.to(x.device), spec
+
+
+def explain_func(method_name: str, options: MethodOptions | None = None,
+                 **overrides) -> Callable:
+    """Our method `method_name` as a Quantus explain_func: `f(model, inputs, targets, **kwargs)`
+    -> maps [B, 1, H, W] for the images `inputs` [B, C, H, W] (the model's normalised input) and
+    class indices `targets` [B]. `options` and `overrides` are make_method's (a MethodOptions
+    field by keyword, `black=`, `baseline_image=`); the baseline is zeros unless `black` is
+    given. Numpy in (Quantus's arrays, as float32), numpy out; a torch tensor in, a tensor out
+    on its device. The maps are computed on the model's device, in eval mode, each module's mode
+    restored after; Quantus's `device` keyword is accepted and the model's device used."""
+    if options is None:
+        options = MethodOptions(baseline="zeros" if overrides.get("black") is None else "black")
+    method = Checked(make_method(method_name, options, **overrides))
+
+    def explain(model, inputs, targets, device=None, **kwargs):  # Quantus's names
+        return quantus_maps(method, model, inputs, targets, kwargs)
+    return explain
+
+
+def quantus_maps(method: Checked, model, images, targets, unknown: dict):
+    """The maps of `method` for explain_func's call, checked like `evaluate`'s arguments."""
+    if unknown:
+        raise UserError(f"the explain_func of {method.name!r} got unknown keyword(s) "
+                        f"{', '.join(unknown)}: give the method's options to "
+                        f"saliencylab.explain_func({method.name!r}, ...)")
+    inputs.check_module(model)
+    as_numpy = not torch.is_tensor(images)
+    x = inputs.images(images, what="inputs")
+    x = x.float() if as_numpy else x  # numpy's float64 to the float32 a model takes
+    target = inputs.labels(targets, len(x), what="targets")
+    on = inputs.device_of(model)
+    with logits_output(model), eval_mode(model):
+        x, target = x.to(on), target.to(on)
+        inputs.check_labels(target, inputs.logits(model, x[:2]).shape[1], "targets")
+        maps = method.attribute(model, x, target)
+    return maps.cpu().numpy() if as_numpy else maps.to(images.device)

@@ -2,13 +2,17 @@
 and the command line: each failure is one UserError line that names the argument and the fix.
 
 Images and labels may be torch tensors or anything `torch.as_tensor` takes (a numpy array, a
-list); they are converted, never copied to another device.
+list); they are converted, never copied to another device. A torch `Dataset` or `DataLoader` of
+(x, y) is read once into such tensors (`examples`).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..core.errors import UserError, a_type
 from ..core.modes import eval_mode
@@ -33,6 +37,57 @@ def check_module(model, what: str = "model") -> None:
     if not isinstance(model, nn.Module):
         raise UserError(f"{what} must be a torch.nn.Module, got {a_type(model)}: wrap "
                         f"a plain function in an nn.Module whose forward calls it")
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; the CPU for a model with neither."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def is_dataset(data) -> bool:
+    return isinstance(data, (Dataset, DataLoader))
+
+
+def _pair(item, where: str, batched: bool) -> tuple[Tensor, Tensor]:
+    """(x [b, C, H, W], y [b]) of one DataLoader batch or (b = 1) Dataset item, else a one-line
+    UserError naming it."""
+    form = ("x [B, C, H, W] and y [B]" if batched
+            else "x an image tensor [C, H, W] and y a class index")
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        got = f"{a_type(item)} of {len(item)}" if isinstance(item, (tuple, list)) else a_type(item)
+        raise UserError(f"{where} is {got}: each must be a pair (x, y) with {form}")
+    x, y = _tensor(item[0], f"{where}'s x"), _tensor(item[1], f"{where}'s y")
+    if x.dim() != 3 + batched or y.dim() != int(batched) or (batched and len(x) != len(y)):
+        raise UserError(f"{where} holds x of shape {tuple(x.shape)} and y of shape "
+                        f"{tuple(y.shape)}: each must be a pair (x, y) with {form}")
+    return (x, y) if batched else (x[None], y[None])
+
+
+def examples(data) -> tuple[Tensor, Tensor]:
+    """The images [N, C, H, W] and labels [N] of a Dataset of (x [C, H, W], class index) items or
+    a DataLoader of (x [B, C, H, W], y [B]) batches: read once, in order, whole (a large one can
+    be cut with torch.utils.data.Subset). `images` and `labels` check them afterwards."""
+    kind = type(data).__name__
+    if isinstance(data, DataLoader):
+        pairs = [_pair(batch, f"batch {i} of the DataLoader", True)
+                 for i, batch in enumerate(data)]
+    else:
+        if not isinstance(data, IterableDataset) and not hasattr(data, "__len__"):
+            raise UserError(f"the Dataset {kind} has no len(): give it a __len__, or make it "
+                            f"an IterableDataset")
+        items = data if isinstance(data, IterableDataset) else map(data.__getitem__,
+                                                                   range(len(data)))
+        pairs = [_pair(item, f"item {i} of the Dataset", False) for i, item in enumerate(items)]
+    if not pairs:
+        raise UserError(f"the {kind} holds no images: give at least one")
+    shape = pairs[0][0].shape[1:]
+    for i, (x, _) in enumerate(pairs):
+        if x.shape[1:] != shape:
+            raise UserError(f"the {kind} holds images of shape {tuple(shape)} and, at "
+                            f"{'batch' if isinstance(data, DataLoader) else 'item'} {i}, "
+                            f"{tuple(x.shape[1:])}: all images must share one shape")
+    return torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])
 
 
 def images(x, spec=None, what: str = "x") -> Tensor:
