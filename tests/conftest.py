@@ -86,3 +86,4 @@ def digit_folder(tmp_path):
         for i in range(n):
             save(root / split / str(int(y[i])) / f"{i}.png", x[i, 0].numpy())
     return root
+

@@ -36,3 +36,10 @@ def maybe_diverge(x: int, *, progress: bool) -> dict:
         raise TrainingDiverged("job-2: training diverged (the loss is not finite at epoch 1, "
                                "step 3 of 7); lower train.lr (now 1e+09)")
     return square(x, progress=progress)
+
+
+def ctrl_c_as_in_a_shell() -> None:
+    """In a child process before it runs (Popen's preexec_fn): Ctrl-C delivered and handled by
+    default, as a shell starts a command, whatever the test process inherited or set."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import executor_jobs
 import pytest
 import tiny
 import torch
@@ -123,7 +124,8 @@ POOL = textwrap.dedent("""
 
 def start_pool(tmp_path, seconds: float, jobs: int):
     process = subprocess.Popen([sys.executable, "-c", POOL, str(tmp_path), str(seconds), str(jobs)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=executor_jobs.ctrl_c_as_in_a_shell)
     deadline = time.time() + 60
     while len(list(tmp_path.glob("pid-*"))) < 2 and time.time() < deadline:
         time.sleep(0.1)

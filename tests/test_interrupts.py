@@ -9,6 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import executor_jobs
+
 HERE = Path(__file__).parent
 
 # A driver of 4 jobs on 2 workers. A spawned worker first runs this file as __mp_main__: there
@@ -43,7 +45,8 @@ def start(tmp_path, seconds: float, delay: float, marker: str) -> subprocess.Pop
     script.write_text(DRIVER)
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(seconds), str(delay)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True,
+                               preexec_fn=executor_jobs.ctrl_c_as_in_a_shell)
     deadline = time.time() + 60
     while len(list(tmp_path.glob(marker))) < 2 and time.time() < deadline:
         time.sleep(0.05)
