@@ -2,6 +2,8 @@
 attention rollout and Chefer's transformer attribution; Grad-CAM on ViT tokens through the
 token reshape; LRP through Captum (conservation, the hand-computed linear case, cleanup)."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +13,7 @@ from saliencylab.attribution.attention import captured_attention, relevance, rol
 from saliencylab.attribution.tokens import to_grid
 from saliencylab.core.errors import NotApplicable, UserError
 from saliencylab.models.vit import DeiT, VitConfig
+from tiny import read_results
 
 A1 = torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]])
 A2 = torch.tensor([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4], [0.25, 0.25, 0.5]])
@@ -188,3 +191,46 @@ def test_cam_tokens_dropped_is_an_option():
             model, x, t)
     with pytest.raises(UserError, match=r"cam_tokens_dropped must be >= 0"):
         MethodOptions(cam_tokens_dropped=-1).validate()
+
+
+# evaluate model=deit_tiny with sgt's vit.* keys -----------------------------------------------
+SMALL_VIT_KEYS = ["vit.img_size=8", "vit.patch_size=4", "vit.dim=8", "vit.depth=2", "vit.heads=2"]
+
+
+def test_evaluate_takes_deit_tiny_with_the_vit_keys_of_sgt(tmp_path, capsys):
+    from saliencylab.cli import main
+
+    sets = [arg for key in SMALL_VIT_KEYS + ["vit.allow_random_init=true", "n_test=12",
+                                            "n_train=60", "seeds=0", "train.epochs=1",
+                                            "methods=attention_rollout,transformer_attribution,"
+                                            "gradcam,random", "metrics=deletion"]
+            for arg in ("--set", key)]
+    assert main(["evaluate", "--preset", "evaluate-quick", "--model", "deit_tiny", *sets,
+                 "--workers", "1", "--out", str(tmp_path / "runs")]) == 0
+    capsys.readouterr()
+    (run,) = (tmp_path / "runs").iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["vit"]["depth"] == 2 and config["vit"]["img_size"] == 8
+    assert {row["method"] for row in read_results(run)} == {
+        "attention_rollout", "transformer_attribution", "gradcam", "random"}
+
+
+def test_evaluate_deit_tiny_without_weights_or_random_init_is_one_line(tmp_path, capsys):
+    from saliencylab.cli import main
+
+    argv = ["evaluate", "--preset", "evaluate-quick", "--model", "deit_tiny",
+            "--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "vit.pretrained=PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+    # with your weights (model_file) the model is built without pretrained weights, then loaded
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pth"
+    torch.save(DeiT((1, 8, 8), 10, VitConfig(img_size=8, patch_size=4, dim=8, depth=2, heads=2,
+                                             allow_random_init=True)).state_dict(), weights)
+    sets = [arg for key in SMALL_VIT_KEYS + [f"model_file={weights}", "n_test=8", "seeds=0",
+                                            "methods=attention_rollout,random",
+                                            "metrics=deletion"]
+            for arg in ("--set", key)]
+    assert main(argv + sets + ["--workers", "1"]) == 0

@@ -23,6 +23,7 @@ is `attribution.cam_layer=blocks.11.norm1` (the tokens are reshaped to the grid)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,21 @@ class VitConfig:
     allow_random_init: bool = False  # train deit_tiny without pretrained weights (tests)
 
     def validate(self) -> None:
+        """The vit.* keys of a config: the shape, and pretrained weights or random init."""
+        self.check_shape()
+        check(bool(self.pretrained) or self.allow_random_init,
+              "deit_tiny needs pretrained weights: --set vit.pretrained=PATH (a local timm "
+              "deit_tiny_patch16_224 state_dict), or --set vit.allow_random_init=true to train "
+              "from scratch")
+
+    def check_shape(self) -> None:
         check(self.img_size % self.patch_size == 0, "vit.img_size must be a multiple of vit.patch_size")
         check(self.dim % self.heads == 0, "vit.dim must be a multiple of vit.heads")
         check(self.depth >= 1, "vit.depth must be >= 1")
+
+    def random_init(self) -> "VitConfig":
+        """The same shape without pretrained weights: a model whose weights are loaded next."""
+        return dataclasses.replace(self, pretrained="", allow_random_init=True)
 
 
 class Attention(nn.Module):
@@ -114,7 +127,7 @@ class DeiT(nn.Module):
     def __init__(self, shape, classes: int, cfg: VitConfig | None = None):
         super().__init__()
         cfg = cfg or VitConfig()
-        cfg.validate()
+        cfg.check_shape()
         self.img_size = cfg.img_size
         self.num_prefix_tokens = 1  # the class token (timm's attribute)
         tokens = (cfg.img_size // cfg.patch_size) ** 2
@@ -182,13 +195,10 @@ def load_pretrained(model: DeiT, path: str | Path) -> list[str]:
 def build_deit(shape, classes: int, cfg: VitConfig | None = None) -> DeiT:
     """deit_tiny with `cfg`, loading `cfg.pretrained` when given."""
     cfg = cfg or VitConfig()
+    cfg.validate()
     model = DeiT(shape, classes, cfg)
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
-    elif not cfg.allow_random_init:
-        raise UserError("deit_tiny needs pretrained weights: --set vit.pretrained=PATH "
-                        "(a local deit_tiny_patch16_224 state_dict), or "
-                        "--set vit.allow_random_init=true to train from scratch")
     return model
 
 

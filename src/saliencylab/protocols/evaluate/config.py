@@ -9,6 +9,7 @@ from ...attribution import MethodOptions
 from ...core.checks import added, check, check_choice, check_count, check_unique
 from ...data import DataOptions
 from ...evaluation.measure import check_selection
+from ...models.vit import VitConfig
 from ...evaluation.settings import Settings
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
@@ -23,6 +24,7 @@ class EvaluateConfig(RunOptions):
     data: DataOptions = added(default_factory=DataOptions)  # data.*: how folder:/npz: are read
     model: str = "lenet"  # a registered model, or your own: package.module:function
     model_file: str = ""  # your weights (a state_dict); "" = train the model here, per seed
+    vit: VitConfig = added(default_factory=VitConfig)  # vit.*: used when model = deit_tiny
     train: TrainConfig = field(default_factory=TrainConfig)  # roar-mnist's schedule
     methods: tuple[str, ...] = DEFAULT_METHODS
     metrics: tuple[str, ...] = ("road", "deletion", "insertion", "mprt", "accuracy_drop", "roar")
@@ -39,9 +41,14 @@ class EvaluateConfig(RunOptions):
     card_images: int = added(0)
     card_perturbations: int = added(5)  # MetaQuantus README K
 
+    def vit_for_build(self) -> VitConfig:
+        """deit_tiny's vit.* keys as the model is built: without pretrained weights when your
+        weights (model_file) are loaded into it next."""
+        return self.vit.random_init() if self.model_file else self.vit
+
     def validate(self) -> None:
         data.check_dataset(self.dataset, self.data)
-        models.check_model(self.model)
+        models.check_model(self.model, self.vit_for_build())
         check_selection(self.methods, self.metrics)
         check(len(self.seeds) > 0, "seeds must list at least one seed")
         check_unique(self.seeds, "seeds")

@@ -79,7 +79,8 @@ def region_proof(model, ds) -> dict:
 def model_for(config: EvaluateConfig, ds, seed: int, progress: bool) -> torch.nn.Module:
     """Your weights, or a model trained here with `train` and `seed`."""
     torch.manual_seed(seed)
-    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
+    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes,
+                               config.vit_for_build())
     if config.model_file:
         return load_weights(model, config.model_file).to(ds.x_test.device).eval()
     model.to(ds.x_test.device)
@@ -94,7 +95,8 @@ def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...]
     Returns the methods and metric groups (ROAR aside) that apply to the model, and why the
     others do not (`measure.applicable`)."""
     with torch.random.fork_rng():  # the caller's generator is untouched
-        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes)
+        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes,
+                               config.vit_for_build())
     if config.model_file:
         load_weights(model, config.model_file)
     metrics = tuple(m for m in config.metrics if registry.group(m).compute)

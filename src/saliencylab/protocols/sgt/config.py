@@ -85,7 +85,7 @@ class SaliencyTrainingConfig(RunOptions):
 
     def validate(self) -> None:
         data.check_dataset(self.dataset, self.data)
-        models.check_model(self.model)
+        models.check_model(self.model, self.vit)
         check(len(self.objectives) > 0, "objectives must name at least one objective")
         for name in self.objectives:
             check_choice(name, OBJECTIVES, "objective")
@@ -102,8 +102,3 @@ class SaliencyTrainingConfig(RunOptions):
         self.train.validate()
         self.objective.validate()
         self.eval.validate()
-        if self.model == "deit_tiny":
-            self.vit.validate()
-            check(bool(self.vit.pretrained) or self.vit.allow_random_init,
-                  "deit_tiny needs pretrained weights: --set vit.pretrained=PATH (a local "
-                  "timm deit_tiny_patch16_224 state_dict), or --set vit.allow_random_init=true")

@@ -14,7 +14,6 @@ from ...core import progress as log
 from ...core.contents import FRACTION, Either, Items, Number, Tensor, model_state_spec, tensors_like
 from ...core.device import generator
 from ...evaluation.classification import accuracy
-from ...models.vit import build_deit
 from ...runs import paths
 from ...runs.checkpoints import Checkpoints
 from ...training.loop import lr_at, make_optimizer, train
@@ -34,11 +33,8 @@ def split_validation(config: SaliencyTrainingConfig, ds: data.Dataset):
 
 
 def build_model(config: SaliencyTrainingConfig, spec, pretrained: bool = True) -> torch.nn.Module:
-    if config.model == "deit_tiny":
-        vit = config.vit if pretrained else dataclasses.replace(config.vit, pretrained="",
-                                                                allow_random_init=True)
-        return build_deit(spec.shape, spec.num_classes, vit)
-    return models.build_model(config.model, spec.shape, spec.num_classes)
+    vit = config.vit if pretrained else config.vit.random_init()
+    return models.build_model(config.model, spec.shape, spec.num_classes, vit)
 
 
 def load_model(config: SaliencyTrainingConfig, spec, state: dict) -> torch.nn.Module:
