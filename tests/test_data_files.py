@@ -5,6 +5,8 @@ input, naming the file."""
 import json
 from pathlib import Path
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -142,6 +144,32 @@ def test_npz_in_both_layouts_gives_the_same_data_set(tmp_path):
     assert b.spec.classes[3] == "c3" and a.spec.classes[3] == "3"
     ref = data.spec.make_dataset("d", range(10), *arrays.values())
     assert (a.spec.mean, a.spec.std) == (ref.spec.mean, ref.spec.std)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_an_npz_is_read_in_batches_never_whole(tmp_path, save):
+    """The images and masks stream from the archive into the cache: the peak of numpy's
+    allocations (traced by tracemalloc) stays far below the arrays' size, in both layouts,
+    stored or deflated; the data are those saved."""
+    rng = np.random.default_rng(0)
+    n = 12000
+    arrays = {"x_train": rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, n), "x_test": rng.integers(0, 256, (n, 3, 16, 16),
+                                                                         dtype=np.uint8),
+              "y_test": rng.integers(0, 10, n), "m_test": rng.random((n, 16, 16)) < 0.3}
+    save(tmp_path / "big.npz", **arrays)
+    size = sum(v.nbytes for k, v in arrays.items() if not k.startswith("y"))
+    tracemalloc.start()
+    try:
+        ds = data.load_dataset(f"npz:{tmp_path / 'big.npz'}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 4, (peak, size)
+    assert torch.equal(ds.x_train, torch.from_numpy(arrays["x_train"].transpose(0, 3, 1, 2)))
+    assert torch.equal(ds.x_test, torch.from_numpy(arrays["x_test"]))
+    assert torch.equal(ds.m_test, torch.from_numpy(arrays["m_test"][:, None]))
+    assert ds.m_train is None
 
 
 @pytest.mark.parametrize("change, match", [

@@ -91,8 +91,10 @@ def _npz(path: Path):
     def fill(split: str, images: np.ndarray, inside: np.ndarray | None) -> None:
         for out, key in ((images, f"x_{split}"), (inside, f"m_{split}")):
             if out is not None:
-                for start in range(0, len(out), BATCH):
-                    out[start:start + BATCH] = arrays[key][start:start + BATCH]
+                start = 0
+                for rows in arrays[key].chunks(BATCH):
+                    out[start:start + len(rows)] = rows
+                    start += len(rows)
 
     description = {"kind": "npz", "files": [file_stamp(path.resolve())]}
     if masked:  # an .npz without masks keeps the key it had before masks existed
