@@ -50,7 +50,7 @@ def floor(model, x, y, rows_per_image, mode):
         if mode == "independent":
             randomised = copy.deepcopy(model)
         randomize_layer(randomised, name, layer_seed(0, i))
-        total += seconds(lambda: passes(randomised, x, y, rows_per_image))
+        total += seconds(lambda m=randomised: passes(m, x, y, rows_per_image))
     return total
 
 
@@ -76,8 +76,8 @@ def bench(label, model, x, y, methods, modes, repeats):
         original = explain(model, x, y)
         for mode in modes:
             out = {}
-            ours = seconds(lambda: out.update(ours=mprt(model, x, y, explain, mode, 0, original)),
-                           repeats)
+            ours = seconds(lambda e=explain, m=mode, a=original, o=out: o.update(
+                ours=mprt(model, x, y, e, m, 0, a)), repeats)
             base = floor(model, x, y, rows_per_image, mode)
             mine = out["ours"][-1]["spearman_abs"].mean()
             peer = quantus_mprt(model, x, y, name, options) if mode == "cascading" else None
@@ -85,7 +85,7 @@ def bench(label, model, x, y, methods, modes, repeats):
                 quantus = "absent | -" if mode == "cascading" else "n/a | -"
                 theirs = "-"
             else:
-                q = seconds(lambda: out.update(quantus=peer()), repeats)
+                q = seconds(lambda p=peer, o=out: o.update(quantus=p()), repeats)
                 quantus = f"{q:.2f} | {q / ours:.1f}x"
                 theirs = f"{np.mean(list(out['quantus'].values())[-1]):.3f}"
             print(f"| {name} | {mode} | {base:.2f} | {ours:.2f} | {ours / base:.2f}x | {quantus} "
