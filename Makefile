@@ -27,5 +27,5 @@ bench: setup
 	$(PY) benchmarks/bench_sgt_step.py
 	$(PY) benchmarks/bench_road.py
 	PYTHONPATH=src:benchmarks $(PY) benchmarks/bench_metrics.py
-	$(PY) benchmarks/bench_mprt.py
+	PYTHONPATH=src:benchmarks $(PY) benchmarks/bench_mprt.py
 	$(PY) benchmarks/bench_executor.py

@@ -137,3 +137,75 @@ def test_constant_maps_unchanged_by_randomisation_have_similarity_one():
     model, x, y = trained_lenet()
     rows = mprt(model, x, y, lambda model, x, target: torch.zeros_like(x[:, :1]), "cascading")
     assert all(np.allclose(row["spearman_abs"], 1) for row in rows)  # the worst score, not 0
+
+
+def maps_with_ties(seed, shape=(12, 1, 9, 11)):
+    """Random maps of few distinct values (many ties), one all-zero map, one with -0.0 and 0.0."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(-3, 4, shape, generator=g).float() / 2
+    a[0] = 0.0
+    a[1, 0, 0, :3] = torch.tensor([-0.0, 0.0, -0.0])
+    return a
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batched_ranks_and_spearman_equal_scipy_on_maps_with_ties(seed):
+    from scipy.stats import rankdata, spearmanr
+
+    from saliencylab.evaluation.randomization import average_ranks
+
+    a, b = maps_with_ties(seed), maps_with_ties(seed + 10)
+    b[0], b[2] = torch.randn(1, 9, 11), torch.randn(1, 9, 11)  # no ties
+    assert np.array_equal(average_ranks(a.flatten(1)).numpy(), rankdata(a.flatten(1).numpy(), axis=1))
+    ours = spearman(a, b)
+    for i in range(1, len(a)):  # image 0 is constant: scipy's rho is undefined there
+        assert ours[i] == pytest.approx(spearmanr(a[i].flatten(), b[i].flatten())[0], abs=1e-12)
+    assert ours[0] == 0.0 and spearman(a[:1], 2 * a[:1])[0] == 1.0  # one constant map / both
+
+
+def reference_ssim(a, b, window):
+    """SSIM window by window (numpy): sample (co)variances, K1 .01, K2 .03, data range 1."""
+    c1, c2, out = 0.01 ** 2, 0.03 ** 2, []
+    for x, y in zip(a[:, 0].double().numpy(), b[:, 0].double().numpy()):
+        values = []
+        for r in range(x.shape[0] - window + 1):
+            for c in range(x.shape[1] - window + 1):
+                p, q = x[r:r + window, c:c + window].ravel(), y[r:r + window, c:c + window].ravel()
+                cov = np.cov(p, q)  # ddof 1
+                values.append((2 * p.mean() * q.mean() + c1) * (2 * cov[0, 1] + c2)
+                              / ((p.mean() ** 2 + q.mean() ** 2 + c1) * (cov[0, 0] + cov[1, 1] + c2)))
+        out.append(np.mean(values))
+    return np.array(out)
+
+
+def test_batched_ssim_equals_a_window_by_window_reference():
+    from saliencylab.attribution.maps import normalize_maps
+
+    a, b = normalize_maps(maps_with_ties(3)), normalize_maps(torch.rand(12, 1, 9, 11))
+    assert np.allclose(ssim(a, b), reference_ssim(a, b, 7), atol=1e-12)
+    assert np.allclose(ssim(a, b, window=3), reference_ssim(a, b, 3), atol=1e-12)
+    assert np.allclose(ssim(a[:, :, :6], b[:, :, :6]), reference_ssim(a[:, :, :6], b[:, :, :6], 5),
+                       atol=1e-12)  # window 7 shrinks to the odd number below the smaller side
+
+
+def test_independent_mode_equals_a_fresh_copy_per_layer_and_cascade_one_copy():
+    """Independent: each layer alone on a fresh copy of the trained model; cascading: each layer
+    on top of the ones above. By hand, against mprt's rows."""
+    import copy
+
+    from saliencylab.evaluation.randomization import layer_seed, randomize_layer
+
+    torch.manual_seed(0)
+    model = build_model("lenet", (1, 8, 8), 10).eval()
+    x, y = torch.randn(6, 1, 8, 8), torch.arange(6)
+    gradient = make_method("gradient").attribute
+    original = gradient(model, x, y)
+    cascade = copy.deepcopy(model)
+    for mode in ("independent", "cascading"):
+        for i, row in enumerate(mprt(model, x, y, gradient, mode, seed=3)):
+            randomised = copy.deepcopy(model) if mode == "independent" else cascade
+            randomize_layer(randomised, row["layer"], layer_seed(3, i))
+            expected = similarities(original, gradient(randomised, x, y))
+            assert all(np.array_equal(row[k], expected[k]) for k in expected)
+    given = mprt(model, x, y, gradient, "cascading", 3, original)  # the caller's maps
+    assert np.array_equal(given[-1]["ssim"], mprt(model, x, y, gradient, "cascading", 3)[-1]["ssim"])

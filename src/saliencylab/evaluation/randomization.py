@@ -34,7 +34,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from ..attribution.maps import normalize_maps
@@ -86,17 +85,43 @@ def randomize_layer(model: nn.Module, name: str, seed: int) -> None:
                 parameter.normal_(0.0, spread if spread > 0 else 1.0)
 
 
+def average_ranks(a: Tensor) -> Tensor:
+    """Ranks 1..P of each row of a [N, P] (float64, a's device), tied values sharing the mean of
+    the ranks they span: scipy's `rankdata(method="average")`, one sort for all rows. In sorted
+    order a run of equal values from position `first` to `next - 1` (0-based) spans ranks
+    first + 1 .. next, so each of them gets (first + next + 1) / 2."""
+    values, order = a.sort(dim=1)
+    n, p = values.shape
+    starts = torch.ones_like(values, dtype=torch.bool)  # where a run of equal values starts
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    starts = starts.flatten()  # each row starts a run: no run spans two rows
+    run = starts.cumsum(0) - 1
+    first = torch.cat([starts.nonzero().flatten(), starts.new_tensor([n * p], dtype=torch.long)])
+    row_start = torch.arange(0, n * p, p, device=a.device).repeat_interleave(p)
+    ranks = ((first[run] + first[run + 1] + 1).double() / 2 - row_start).view(n, p)
+    return torch.empty_like(ranks).scatter_(1, order, ranks)
+
+
+def centred_ranks(a: Tensor) -> Tensor:
+    """Each map's average ranks (a [N, ...]) minus their mean, [N, P] float64."""
+    ranks = average_ranks(a.flatten(1))
+    return ranks - ranks.mean(1, keepdim=True)
+
+
+def rank_correlation(ra: Tensor, rb: Tensor) -> np.ndarray:
+    """Pearson correlation per row of two centred rank matrices (Spearman's rho): 1 where both
+    maps are constant (the same all-tied ranking), 0 where only one is."""
+    sa, sb = (ra * ra).sum(1), (rb * rb).sum(1)
+    denominator = (sa * sb).sqrt()
+    correlation = (ra * rb).sum(1) / torch.where(denominator > 0, denominator, 1)
+    constant = ((sa == 0) & (sb == 0)).double()
+    return torch.where(denominator > 0, correlation, constant).cpu().numpy()
+
+
 def spearman(a: Tensor, b: Tensor) -> np.ndarray:
     """Spearman rank correlation per image of two maps [N, ...] (average ranks for ties): 1
     where both maps are constant (the same all-tied ranking), 0 where only one is."""
-    ra = rankdata(a.flatten(1).double().cpu().numpy(), axis=1)
-    rb = rankdata(b.flatten(1).double().cpu().numpy(), axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    denominator = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
-    constant = ((ra ** 2).sum(1) == 0) & ((rb ** 2).sum(1) == 0)
-    correlation = (ra * rb).sum(1) / np.where(denominator > 0, denominator, 1)
-    return np.where(denominator > 0, correlation, np.where(constant, 1.0, 0.0))
+    return rank_correlation(centred_ranks(a), centred_ranks(b))
 
 
 def ssim(a: Tensor, b: Tensor, window: int = 7) -> np.ndarray:
@@ -106,42 +131,67 @@ def ssim(a: Tensor, b: Tensor, window: int = 7) -> np.ndarray:
     covariances, K1 = 0.01, K2 = 0.03, data range 1, averaged over the windows inside the image."""
     window = min(window, a.shape[-1], a.shape[-2])
     window -= 1 - window % 2  # odd
-    a, b = a.double(), b.double()
     n = window * window
-    mean = lambda t: F.avg_pool2d(t, window, stride=1)  # noqa: E731
-    ma, mb = mean(a), mean(b)
+    # the windows' means of a, b, a², b², ab at once, from their summed-area table
+    a, b = a.double(), b.double()
+    table = F.pad(torch.cat([a, b, a * a, b * b, a * b], 1), (1, 0, 1, 0)).cumsum(-1).cumsum(-2)
+    w = window
+    sums = table[..., w:, w:] - table[..., :-w, w:] - table[..., w:, :-w] + table[..., :-w, :-w]
+    ma, mb, maa, mbb, mab = (sums / n).unbind(1)
     correction = n / (n - 1) if n > 1 else 1.0  # sample covariance
-    va = (mean(a * a) - ma * ma) * correction
-    vb = (mean(b * b) - mb * mb) * correction
-    cov = (mean(a * b) - ma * mb) * correction
+    va = (maa - ma * ma) * correction
+    vb = (mbb - mb * mb) * correction
+    cov = (mab - ma * mb) * correction
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
     return s.flatten(1).mean(1).cpu().numpy()
 
 
+class Similarities:
+    """The trained model's maps, ranked and normalised once, and their similarities to each
+    randomised model's maps: per image, the Spearman correlation of |a| and of a, and the SSIM
+    of the maps min-max normalised to [0, 1]; batched tensors on the maps' device."""
+
+    def __init__(self, original: Tensor):
+        self.abs_ranks = centred_ranks(original.abs())
+        self.ranks = centred_ranks(original)
+        self.unit = normalize_maps(original)
+
+    def __call__(self, randomised: Tensor) -> dict[str, np.ndarray]:
+        return {"spearman_abs": rank_correlation(self.abs_ranks, centred_ranks(randomised.abs())),
+                "spearman": rank_correlation(self.ranks, centred_ranks(randomised)),
+                "ssim": ssim(self.unit, normalize_maps(randomised))}
+
+
 def similarities(original: Tensor, randomised: Tensor) -> dict[str, np.ndarray]:
-    return {"spearman_abs": spearman(original.abs(), randomised.abs()),
-            "spearman": spearman(original, randomised),
-            "ssim": ssim(normalize_maps(original), normalize_maps(randomised))}
+    return Similarities(original)(randomised)
+
+
+def restore_layer(randomised: nn.Module, model: nn.Module, name: str) -> None:
+    """Layer `name` of `randomised` (and what it holds) given back `model`'s parameters and
+    buffers: what a fresh copy of `model` would hold there."""
+    randomised.get_submodule(name).load_state_dict(model.get_submodule(name).state_dict())
 
 
 def mprt(model: nn.Module, x: Tensor, target: Tensor, explain: Explain, mode: str = "cascading",
-         seed: int = 0) -> list[dict]:
+         seed: int = 0, original: Tensor | None = None) -> list[dict]:
     """One row per layer: {"layer", "mode", "spearman_abs", "spearman", "ssim"} (per-image
     arrays), the layer randomised on top of the ones above it (cascading) or alone
-    (independent). The model itself is left untouched (a copy is randomised). A model without
-    parameters is a UserError (NO_LAYERS)."""
+    (independent). `original`: the trained model's maps `explain(model, x, target)`, when the
+    caller has them. Each randomised model's maps come from one `explain` call on all of x
+    (the method chunks its own forward passes). The model itself is left untouched (a copy is
+    randomised; in independent mode each layer is given back its trained values after its
+    step). A model without parameters is a UserError (NO_LAYERS)."""
     layers = layers_top_down(model, x)
     if not layers:
         raise UserError(NO_LAYERS)
-    original = explain(model, x, target)
+    compare = Similarities(explain(model, x, target) if original is None else original)
     rows, randomised = [], copy.deepcopy(model)
     for i, name in enumerate(layers):
-        if mode == "independent":
-            randomised = copy.deepcopy(model)
         randomize_layer(randomised, name, layer_seed(seed, i))
-        rows.append({"layer": name, "mode": mode,
-                     **similarities(original, explain(randomised, x, target))})
+        rows.append({"layer": name, "mode": mode, **compare(explain(randomised, x, target))})
+        if mode == "independent":
+            restore_layer(randomised, model, name)
     return rows
 
 
@@ -153,7 +203,9 @@ def _mprt(ctx: Context, a: Tensor) -> GroupResult:
     after every layer is randomised (cascading); per layer and mode, each similarity's mean."""
     n = min(ctx.settings.mprt_images, len(ctx.x))
     xs, targets = ctx.spec.normalize(ctx.x[:n]), ctx.target[:n]
-    rows = {mode: mprt(ctx.model, xs, targets, ctx.explain, mode, ctx.seed) for mode in MODES}
+    original = ctx.explain(ctx.model, xs, targets)
+    rows = {mode: mprt(ctx.model, xs, targets, ctx.explain, mode, ctx.seed, original)
+            for mode in MODES}
     layers = {mode: [{"layer": r["layer"], **{k: float(np.mean(r[k])) for k in SIMILARITIES}}
                      for r in mode_rows] for mode, mode_rows in rows.items()}
     return GroupResult({"mprt": rows["cascading"][-1]["spearman_abs"]}, details=layers)
