@@ -12,7 +12,8 @@ mkdir -p "$OUT"
 SL="saliencylab"
 
 resnet=(--set model=examples/resnet18.py:build_half_width --set attribution.cam_layer=layer4)
-vit=(--set model=deit_tiny --set vit.depth=4 --set vit.dim=96 --set vit.allow_random_init=true)
+vit=(--set model=deit_tiny --set vit.depth=4 --set vit.dim=96 --set vit.patch_size=32
+     --set vit.allow_random_init=true)
 
 if [[ $PHASE == all || $PHASE == train ]]; then
   python examples/mnist224.py "$FOLDER" --train 800 --test 160 --data-dir "$DATA_DIR"
@@ -23,7 +24,7 @@ if [[ $PHASE == all || $PHASE == train ]]; then
     --set eval.grid_images=1 --set eval.percents=0,50 --set eval.methods=random \
     --set eval.fills=corner --out "$OUT/resnet-train"
   $SL train --objective traditional --dataset "folder:$FOLDER" "${vit[@]}" \
-    --set train.epochs=5 --set train.batch_size=32 --set train.optimizer=adadelta --set train.lr=1 \
+    --set train.epochs=20 --set train.batch_size=32 --set train.optimizer=adadelta --set train.lr=1 \
     --set eval.grid_images=1 --set eval.percents=0,50 --set eval.methods=random \
     --set eval.fills=corner --out "$OUT/vit-train"
 fi
