@@ -6,8 +6,8 @@ an image tensor (`view[idx]`, `len(view)`, `.device`, `.shape`): each batch is m
 from its clean images and its ranking rows, both of which may be memory-mapped, so no modified
 copy of a split is ever held.
 
-A random fill draws each image's values from its own generator, seeded with
-`seed · 2³² + index` (`image_seed`): an image gets the same fill in whichever batch, order and
+A random fill draws each image's values from its own generator, seeded from the set's seed and
+the image's index (`image_seed`): an image gets the same fill in whichever batch, order and
 epoch it is read.
 """
 
@@ -20,12 +20,16 @@ from ..core.device import generator
 from .fills import RANDOM_FILLS, fill
 from .masks import removal_mask
 
-SEED_STRIDE = 2 ** 32  # image indices below this get distinct per-image seeds
+# Knuth's multiplicative hash constant, ⌊2³²/φ⌋ ("The Art of Computer Programming" vol. 3,
+# §6.4): it spreads small set seeds (1, 2) far apart in the 32-bit seed space.
+GOLDEN = 0x9E3779B9
 
 
 def image_seed(seed: int, index: int) -> int:
-    """The seed of image `index`'s random fill in a set whose fills draw from `seed`."""
-    return seed * SEED_STRIDE + index
+    """The seed of image `index`'s random fill in a set whose fills draw from `seed`: 32 bits,
+    because torch's CPU generator (mt19937) keeps only a seed's low 32 bits. The images of one
+    set (fewer than 2³²) get distinct seeds; two sets' seeds are about 10⁹ indices apart."""
+    return (seed * GOLDEN + index) % 2 ** 32
 
 
 class RemovedImages:
