@@ -38,6 +38,8 @@ class RemovedImages:
     rounded back to uint8. `order` [N, H·W] may live on another device (the CPU, memory-mapped);
     each batch is made on the images' device."""
 
+    dtype = torch.uint8
+
     def __init__(self, images: Tensor, order: Tensor, percent: float, kind: str, *,
                  direction: str = "morf", mean_pixel: Tensor | None = None, seed: int = 0):
         assert len(order) == len(images) and order.shape[1] == images.shape[2] * images.shape[3]
@@ -54,8 +56,6 @@ class RemovedImages:
     @property
     def device(self) -> torch.device:
         return self.images.device
-
-    dtype = torch.uint8
 
     def __getitem__(self, idx) -> Tensor:
         """The modified images `idx` (a slice, or a 1-D tensor or list of indices)."""
