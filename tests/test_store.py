@@ -347,6 +347,9 @@ def test_an_artifact_is_loaded_memory_mapped_and_a_write_stays_in_memory(tmp_pat
     path = tmp_path / "artifacts" / "ranking-x.pt"
     rows = torch.arange(512 * 512, dtype=torch.int32).view(512, 512)
     save_verified(path, {"rows": rows}, spec)
+    first = path.read_bytes()
+    save_verified(path, {"rows": rows}, spec)  # streamed to disk, yet the same bytes every time
+    assert path.read_bytes() == first and zipfile.ZipFile(path).namelist()[0] == "archive/data.pkl"
     loaded = load_verified(path, tmp_path, spec)
     assert torch.equal(loaded["rows"], rows)
     if Path("/proc/self/maps").exists():

@@ -88,7 +88,8 @@ def save_verified(path: Path, obj, spec) -> None:
         raise ValueError(f"refusing to store {path.name}, which does not match its spec: {why}")
 
     def write(tmp: Path) -> None:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object, not a path: the archive inside the zip is
+            torch.save(obj, f)  # named "archive", not after the temporary file's random name
         atomic_write_text(checksum_path(path), sha256_file(tmp) + "\n")
 
     atomic_write(path, write)
