@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from saliencylab.core import contents
 from saliencylab.core.contents import FRACTION, Either, Items, Number, Tensor, problem, tensors_like
 from saliencylab.protocols import roar
 from saliencylab.runs.files import save_verified
@@ -59,6 +60,16 @@ def test_a_tensor_is_checked_for_shape_dtype_finite_values_and_range():
     assert problem(torch.zeros(3), weights) == "the content is a tensor of shape (3,), not a dict"
     assert problem(None, Either(None, weights)) is None
     assert problem({"w": torch.zeros(2, 3)}, Either(None, weights)) is None
+
+
+def test_a_large_tensor_is_checked_in_slices_and_a_bad_value_in_the_last_one_is_found(monkeypatch):
+    """issue 16: a memory-mapped artifact is checked slice by slice (no temporary of its size)."""
+    monkeypatch.setattr(contents, "CHUNK", 10)
+    x = torch.zeros(25, 4)
+    assert [len(rows) for rows in contents.row_chunks(x)] == [2] * 12 + [1]
+    assert problem(x, Tensor((25, 4))) is None
+    x[24, 3] = math.inf
+    assert problem(x, Tensor((25, 4))) == "the content holds values that are not finite"
 
 
 def test_a_store_refuses_to_write_a_record_that_it_would_refuse_to_read(tmp_path):

@@ -14,6 +14,8 @@ from tiny import read_results, roar_config
 
 from saliencylab import attribution, data
 from saliencylab.protocols import roar
+from saliencylab.protocols.roar import protocol as roar_protocol
+from saliencylab.removal import RemovedImages, masks
 from saliencylab.runs import runner
 from saliencylab.runs.jobs import ExecOptions
 from saliencylab.runs.runner import data_of
@@ -42,7 +44,7 @@ def test_rankings_explain_the_base_models_prediction_and_mask_the_mean(tmp_path)
     ds = data_of(config, None)
     ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
     assert ranking["train"].shape == (240, 64) and ranking["test"].shape == (120, 64)
-    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
+    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)[:]
     removed = (x != ds.x_test).flatten(1)
     top = ranking["test"][:, :32].long()
     # every changed pixel is among the top 50% and now holds the mean pixel value
@@ -114,7 +116,7 @@ def test_kar_removes_the_least_important_pixels(tmp_path):
     assert "KAR (keep and retrain)" in (run_dir / "report.md").read_text()
     ds = data_of(config, None)
     ranking = torch.load(run_dir / "artifacts" / "ranking-gradient.pt")
-    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)
+    x = roar.remove_pixels(ds.x_test, ranking["test"], 50, config, ds.spec)[:]
     most_important = ranking["test"][:, :32].long()
     assert torch.equal(x.flatten(1).gather(1, most_important),
                        ds.x_test.flatten(1).gather(1, most_important))
@@ -186,3 +188,30 @@ def test_batched_retraining_stores_each_job_as_its_unbatched_run_would(tmp_path)
     expected = [next(a for a in alone if key(a) == lost_key) if key(r) == lost_key else r
                 for r in batched]
     assert read_results(again) == expected
+
+
+@pytest.mark.parametrize("batched", ["off", "on"])
+def test_a_roar_run_on_a_memory_mapped_folder_never_builds_a_modified_copy(
+        digit_folder, tmp_path, monkeypatch, batched):
+    """issue 16: a job's modified train and test sets are views over the memory-mapped clean
+    images, made one batch at a time; no mask (hence no filled copy) of a whole split is built,
+    for one (method, threshold) alone or for the several of a batched retraining."""
+    config = roar_config(f"dataset=folder:{digit_folder}", "n_train=200", "n_test=60",
+                         "train.batch_size=32", "thresholds=0,30,70", f"batch_models={batched}")
+    masked_rows, views = [], []
+    real_mask, real_data = masks.mask_first, roar_protocol.modified_data
+    monkeypatch.setattr(masks, "mask_first",
+                        lambda order, *a, **k: masked_rows.append(len(order)) or real_mask(order, *a, **k))
+    monkeypatch.setattr(roar_protocol, "modified_data",
+                        lambda *a, **k: views.append(real_data(*a, **k)) or views[-1])
+    rows = read_results(roar.run(config, str(tmp_path), "folder"))
+    assert len(rows) == 2 + 2 * 2 * 2 and all(0 <= float(r["accuracy"]) <= 1 for r in rows)
+    ds = data_of(config, None)
+    modified = [x for pair in views for x in pair if x is not ds.x_train and x is not ds.x_test]
+    # train and test of each job (2 methods x 2 thresholds x 2 seeds), or of each (method, t)
+    assert len(modified) == (16 if batched == "off" else 8)
+    assert all(isinstance(x, RemovedImages) for x in modified)
+    assert {x.images.data_ptr() for x in modified} == {ds.x_train.data_ptr(), ds.x_test.data_ptr()}
+    # a training batch (32) or one test set pass (60 images, `predict`'s batch is 1000), never
+    # all 200 train images at once
+    assert masked_rows and max(masked_rows) <= 60

@@ -338,3 +338,21 @@ def test_a_directory_where_a_file_is_written_is_one_line_naming_it(tmp_path):
     (tmp_path / "results.csv").mkdir()
     with pytest.raises(UserError, match=rf"{tmp_path / 'results.csv'} is a directory, where"):
         atomic_write(tmp_path / "results.csv", lambda tmp: tmp.write_text("x"))
+
+
+def test_an_artifact_is_loaded_memory_mapped_and_a_write_stays_in_memory(tmp_path):
+    """issue 16: a stored ranking is mapped from its file (read as its rows are used), not read
+    into memory whole; the mapping is copy-on-write, so the file keeps its bytes."""
+    spec = {"rows": Tensor((None, 512), (torch.int32,))}
+    path = tmp_path / "artifacts" / "ranking-x.pt"
+    rows = torch.arange(512 * 512, dtype=torch.int32).view(512, 512)
+    save_verified(path, {"rows": rows}, spec)
+    first = path.read_bytes()
+    save_verified(path, {"rows": rows}, spec)  # streamed to disk, yet the same bytes every time
+    assert path.read_bytes() == first and zipfile.ZipFile(path).namelist()[0] == "archive/data.pkl"
+    loaded = load_verified(path, tmp_path, spec)
+    assert torch.equal(loaded["rows"], rows)
+    if Path("/proc/self/maps").exists():
+        assert str(path) in Path("/proc/self/maps").read_text()
+    loaded["rows"][0, 0] = -5
+    assert load_verified(path, tmp_path, spec)["rows"][0, 0] == 0

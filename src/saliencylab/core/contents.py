@@ -120,13 +120,28 @@ class Tensor:
             return f"{name} has shape {shape}, not {wanted}"
         if self.dtypes and value.dtype not in self.dtypes:
             return f"{name} is a {value.dtype} tensor, not {' or '.join(map(str, self.dtypes))}"
-        if value.is_floating_point() and not torch.isfinite(value).all():
+        if value.is_floating_point() and not all(torch.isfinite(rows).all() for rows in
+                                                 row_chunks(value)):
             return f"{name} holds values that are not finite"
         if value.numel() and value.dtype != torch.bool and (
                 (self.lo is not None and value.min() < self.lo)
                 or (self.hi is not None and value.max() > self.hi)):
             return f"{name} holds values outside [{self.lo:g}, {self.hi:g}]"
         return None
+
+
+CHUNK = 1 << 22  # elements per slice of a checked tensor: the check's temporaries stay small
+
+
+def row_chunks(value: torch.Tensor):
+    """`value` in slices along its first dimension of about CHUNK elements each (a tensor
+    memory-mapped from disk is then read piece by piece, with no temporary of its size)."""
+    if value.dim() == 0:
+        yield value
+        return
+    rows = max(1, CHUNK // max(1, value[0].numel()))
+    for i in range(0, len(value), rows):
+        yield value[i:i + rows]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ we use per channel (on RGB their colour would differ from every channel's own co
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,14 +29,30 @@ FILLS = {  # name -> what removed pixels get
     "linear": "ROAD's noisy linear imputation (Rong et al. 2022)",  # road/imputations.py
     "blur": "the same pixel of a blurred copy of the image",  # RISE's insertion canvas
 }
+RANDOM_FILLS = ("uniform", "uniform_image", "linear")  # the fills that draw from `generator`
 ROAD_NOISE = 0.01  # std of ROAD's imputation noise in [0, 1] pixel units (road/road.py line 22)
 BLUR_SIGMA = 5.0  # RISE's insertion canvas blur, in pixels at 224x224; scaled to the image size
 
 
+# One generator for a whole batch, or one per image (a list): image n's values drawn from its own
+Draws = torch.Generator | Sequence[torch.Generator] | None
+
+
+def random_like(x: Tensor, generator: Draws, normal: bool = False) -> Tensor:
+    """Uniform [0, 1) (or standard normal) values of x's shape, dtype and device, from
+    `generator`, or image by image from one generator per image."""
+    draw = torch.randn if normal else torch.rand
+    if generator is None or isinstance(generator, torch.Generator):
+        return draw(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    assert len(generator) == len(x), "give one generator per image"
+    return torch.stack([draw(x.shape[1:], generator=g, dtype=x.dtype, device=x.device)
+                        for g in generator]) if len(x) else torch.empty_like(x)
+
+
 def fill(x: Tensor, mask: Tensor, kind: str, *, mean_pixel: Tensor | None = None,
-         generator: torch.Generator | None = None, noise: float = ROAD_NOISE) -> Tensor:
+         generator: Draws = None, noise: float = ROAD_NOISE) -> Tensor:
     """Apply the fill `kind` (one of FILLS); `mean_pixel` [C,1,1] for `mean`, `generator` (on
-    x's device) for the random fills."""
+    x's device; or one per image) for the random fills (`RANDOM_FILLS`)."""
     check_choice(kind, FILLS, "fill")
     x = x.float()
     if kind == "mean":
@@ -54,11 +72,10 @@ def fill(x: Tensor, mask: Tensor, kind: str, *, mean_pixel: Tensor | None = None
 
 
 def _uniform(x: Tensor, mask: Tensor, lo: Tensor, hi: Tensor, generator) -> Tensor:
-    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return torch.where(mask, lo + noise * (hi - lo), x)
+    return torch.where(mask, lo + random_like(x, generator) * (hi - lo), x)
 
 
-def fill_uniform_in_range(x: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def fill_uniform_in_range(x: Tensor, mask: Tensor, generator: Draws = None) -> Tensor:
     """Uniform within [min, max] of each image's remaining (unmasked) pixels, per channel (SGT,
     Ismail et al. 2021, §3, as the SMOOT paper states it); the full range if none remain."""
     keep = ~mask.expand_as(x)
@@ -88,7 +105,7 @@ def blurred(x: Tensor, sigma: float | None = None) -> Tensor:
 
 # ROAD's noisy linear imputation -------------------------------------------------------------
 def noisy_linear_impute(x: Tensor, mask: Tensor, noise_std: float = ROAD_NOISE * 255,
-                        generator: torch.Generator | None = None) -> Tensor:
+                        generator: Draws = None) -> Tensor:
     """Every removed pixel becomes the weighted mean of its in-image 8 neighbours (weights
     renormalised at the border, as ROAD's `sum_neighbors`), all removed pixels of an image
     solved jointly; then Gaussian noise of std `noise_std` (raw units) is added to them. An image
@@ -99,6 +116,6 @@ def noisy_linear_impute(x: Tensor, mask: Tensor, noise_std: float = ROAD_NOISE *
     (removal/imputation.py), on x's device."""
     values = linear_impute(x, mask)
     if noise_std > 0:
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        values = torch.where(mask, values + noise_std * noise, values)
+        values = torch.where(mask, values + noise_std * random_like(x, generator, normal=True),
+                             values)
     return values

@@ -8,13 +8,18 @@ import torch
 from torch import Tensor
 
 
+def ranking_dtype(pixels: int) -> torch.dtype:
+    """The integer type of a ranking of `pixels` pixels per image: int16 while it holds them."""
+    return torch.int16 if pixels <= torch.iinfo(torch.int16).max else torch.int32
+
+
 def rank_pixels(a: Tensor, signed: bool = False) -> Tensor:
     """Rank pixels by |a| (or by a itself with `signed`, as ROAD does), a: [N,1,H,W], most
-    important first -> int16/int32 [N, H*W]. A stable sort keeps ties in pixel order, so a
-    ranking is reproducible."""
+    important first -> int16/int32 [N, H*W] (`ranking_dtype`). A stable sort keeps ties in
+    pixel order, so a ranking is reproducible."""
     flat = a.flatten(1) if signed else a.flatten(1).abs()
     order = torch.argsort(flat, dim=1, descending=True, stable=True)
-    return order.to(torch.int16 if flat.shape[1] <= torch.iinfo(torch.int16).max else torch.int32)
+    return order.to(ranking_dtype(flat.shape[1]))
 
 
 def count_removed(percent, pixels: int) -> Tensor:

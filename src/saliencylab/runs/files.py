@@ -4,8 +4,6 @@ loaded only when their bytes and their content check out, and the quarantine of 
 does not (moved to `<run>/corrupt/`, never deleted)."""
 
 import errno
-import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -16,6 +14,7 @@ import torch
 from ..core.contents import problem
 from ..core.errors import UserError
 from ..core.progress import warn
+from ..data.cache import sha256_file
 from . import paths
 
 
@@ -80,17 +79,20 @@ def regular_file(path: Path) -> bool:
 
 
 def save_verified(path: Path, obj, spec) -> None:
-    """torch.save `obj` to `path` atomically, with its sha256 written beside it first (a kill
-    between the two leaves a checksum without its file: a missing artifact, recomputed).
-    An object that does not match `spec` is a bug of ours: it raises, and nothing is written."""
+    """torch.save `obj` to `path` atomically (straight to the temporary file: no copy of it in
+    memory), with its sha256 written beside it before the rename (a kill between the two leaves
+    a checksum without its file: a missing artifact, recomputed). An object that does not match
+    `spec` is a bug of ours: it raises, and nothing is written."""
     why = problem(obj, spec)
     if why:
         raise ValueError(f"refusing to store {path.name}, which does not match its spec: {why}")
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    data = buffer.getvalue()
-    atomic_write_text(checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object, not a path: the archive inside the zip is
+            torch.save(obj, f)  # named "archive", not after the temporary file's random name
+        atomic_write_text(checksum_path(path), sha256_file(tmp) + "\n")
+
+    atomic_write(path, write)
 
 
 def _numbered(path: Path, n: int) -> Path:
@@ -124,7 +126,9 @@ def quarantine(path: Path, run_dir: Path, why: str, then: str = "it will be comp
 def load_verified(path: Path, run_dir: Path, spec):
     """The object saved by `save_verified`, or None if it is missing or fails verification:
     its bytes against its sha256, then its content against `spec` (it is then quarantined, so
-    the caller recomputes it)."""
+    the caller recomputes it). The file is hashed in chunks and its tensors memory-mapped
+    (copy-on-write: a write stays in this process), so a ranking of a large data set is read
+    from disk as its rows are used, never copied into memory whole."""
     if not os.path.lexists(path):
         return None
     if not regular_file(path):
@@ -132,7 +136,7 @@ def load_verified(path: Path, run_dir: Path, spec):
         return None
     checksum = checksum_path(path)
     try:
-        data = path.read_bytes()
+        digest = sha256_file(path)
     except OSError as e:
         quarantine(path, run_dir, f"cannot be read ({e.strerror})")
         return None
@@ -143,11 +147,11 @@ def load_verified(path: Path, run_dir: Path, spec):
     if expected is None:
         quarantine(path, run_dir, "has no readable sha256 beside it")
         return None
-    if hashlib.sha256(data).hexdigest() != expected:
+    if digest != expected:
         quarantine(path, run_dir, "does not match its sha256 (damaged or edited)")
         return None
     try:
-        obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except Exception as e:  # a checksum can match a file written by another program
         quarantine(path, run_dir, f"cannot be loaded ({type(e).__name__})")
         return None

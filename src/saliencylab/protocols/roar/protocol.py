@@ -2,7 +2,8 @@
 
 1. Train a base model on clean data; attribute every train and test image to the base
    model's predicted class (or the true label) and rank the pixels by |attribution|.
-2. Replace the top-t% pixels of every image by the fill (the data set's mean pixel value).
+2. Replace the top-t% pixels of every image by the fill (the data set's mean pixel value), batch
+   by batch as the loops read the images (`removal.RemovedImages`): no modified copy is held.
 3. Train a fresh model on the modified train set, test it on the modified test set, per seed.
 The `random` method is the baseline: a seeded random ranking per image, fixed for the run.
 
@@ -21,11 +22,11 @@ import torch
 
 from ... import attribution, models
 from ...core.contents import FRACTION, Tensor, model_state_spec
-from ...core.device import generator
 from ...core.errors import UserError
+from ...core.progress import steps
 from ...data.batches import predict
 from ...evaluation.classification import classify
-from ...removal import fill, rank_pixels, removal_mask
+from ...removal import RemovedImages, rank_pixels, ranking_dtype
 from ...runs import paths
 from ...runs.config import config_hash, from_dict
 from ...runs.files import load_verified
@@ -53,15 +54,12 @@ def record_specs(config: RoarConfig, classes: int) -> dict[str, dict]:
 
 
 def remove_pixels(x: torch.Tensor, order: torch.Tensor, threshold: float, config: RoarConfig,
-                  spec, seed: int = 0) -> torch.Tensor:
-    """The images with their top-t% pixels (lerf, KAR: bottom) replaced by `config.fill`, uint8 again.
-    Random fills draw from `seed`, the same for every retraining seed of a (method, t)."""
-    mask = removal_mask(order, threshold, spec.shape[1:], config.removal)
-    draws = generator(x.device, seed)
-    chunks = [fill(x[i:i + 4096].float(), mask[i:i + 4096], config.fill,
-                   mean_pixel=spec.mean_pixel(x.device), generator=draws)
-              for i in range(0, len(x), 4096)]
-    return torch.cat(chunks).round().clamp(0, 255).to(torch.uint8)
+                  spec, seed: int = 0) -> RemovedImages:
+    """The images with their top-t% pixels (lerf, KAR: bottom) replaced by `config.fill`, uint8
+    again, made batch by batch as they are read (`removal.RemovedImages`). Random fills draw
+    from `seed`, the same for every retraining seed of a (method, t)."""
+    return RemovedImages(x, order, threshold, config.fill, direction=config.removal,
+                         mean_pixel=spec.mean_pixel(x.device), seed=seed)
 
 
 def load_ranking(run_dir: str, method: str, spec) -> dict:
@@ -143,13 +141,13 @@ ROAR = Roar()
 
 
 def modified_data(config: RoarConfig, ds, method: str, threshold: float,
-                  ranking: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The train and test images of job (method, threshold): clean for the reference."""
+                  ranking: dict | None) -> tuple:
+    """The train and test images of job (method, threshold): clean for the reference, else
+    views that remove pixels batch by batch (the rankings stay where they were loaded)."""
     if method == REFERENCE:
         return ds.x_train, ds.x_test
-    device = ds.x_train.device
-    return (remove_pixels(ds.x_train, ranking["train"].to(device), threshold, config, ds.spec, 1),
-            remove_pixels(ds.x_test, ranking["test"].to(device), threshold, config, ds.spec, 2))
+    return (remove_pixels(ds.x_train, ranking["train"], threshold, config, ds.spec, 1),
+            remove_pixels(ds.x_test, ranking["test"], threshold, config, ds.spec, 2))
 
 
 def fresh_model(config: RoarConfig, ds, seed: int) -> torch.nn.Module:
@@ -189,14 +187,24 @@ def compute_rankings(config: RoarConfig, ds, model, store: RunStore) -> None:
             continue
         explainer = attribution.make_method(method, config.attribution,
                                             black=ds.spec.black(ds.x_train.device))
-        ranking = {}
-        for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
-            target = y if config.target == "label" else predict(model, x, ds.spec).argmax(1)
-            a = attribution.attribute_dataset(explainer, model, x, target, ds.spec,
-                                              batch_size=config.attribution_batch,
-                                              desc=f"{method} ({split})")
-            ranking[split] = rank_pixels(a).cpu()
-        store.save_tensor(name, ranking)
+        store.save_tensor(name, {split: rank_split(config, explainer, model, x, y, ds.spec,
+                                                   f"{method} ({split})")
+                                 for split, x, y in (("train", ds.x_train, ds.y_train),
+                                                     ("test", ds.x_test, ds.y_test))})
+
+
+def rank_split(config: RoarConfig, explainer, model, x, y, spec, desc: str) -> torch.Tensor:
+    """The pixel ranking of every image of `x` [N, H·W] (on the CPU), attributed and ranked one
+    batch of `attribution_batch` images at a time: one batch's float maps at most are held."""
+    size, pixels = config.attribution_batch, x.shape[2] * x.shape[3]
+    rows = torch.empty(len(x), pixels, dtype=ranking_dtype(pixels))
+    for i in steps(range(0, len(x), size), desc, unit="batch", each=False):
+        xb, yb = x[i:i + size], y[i:i + size]
+        target = yb if config.target == "label" else predict(model, xb, spec).argmax(1)
+        maps = attribution.attribute_dataset(explainer, model, xb, target, spec, batch_size=size,
+                                             progress=False)
+        rows[i:i + size] = rank_pixels(maps).cpu()
+    return rows
 
 
 # another ROAR run, read by evaluate's roar metric ---------------------------------------------
