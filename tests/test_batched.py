@@ -37,7 +37,8 @@ def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 @pytest.mark.parametrize("cfg", [
     TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4),
     TrainConfig(epochs=2, batch_size=48, optimizer="adadelta", lr=0.1, lr_milestones=(2,)),
-], ids=["sgd", "adadelta"])
+    TrainConfig(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.05),
+], ids=["sgd", "adadelta", "adamw"])
 def test_each_member_ends_where_its_unbatched_training_ends(cfg):
     seeds = [0, 1, 5]
     data_sets = [toy(192, 10), toy(192, 11), toy(192, 10)]  # members 0 and 2: same data, other seed

@@ -18,7 +18,7 @@ declare -A model train
 model[resnet]="--set model=examples/resnet18.py:build_half_width"
 train[resnet]="--set train.epochs=3 --set train.optimizer=sgd --set train.lr=0.02"
 model[vit]="--set model=deit_tiny --set vit.depth=4 --set vit.dim=96 --set vit.patch_size=32 --set vit.allow_random_init=true"
-train[vit]="--set train.epochs=20 --set train.optimizer=adadelta --set train.lr=1"
+train[vit]="--set train.epochs=20 --set train.optimizer=adamw --set train.lr=0.001 --set train.weight_decay=0.05"
 declare -A explain=([resnet]="--set attribution.cam_layer=layer4" [vit]="")
 
 if phase data; then

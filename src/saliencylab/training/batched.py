@@ -4,7 +4,8 @@ The members' parameters are stacked along a new first dimension
 (`torch.func.stack_module_state`) and one `vmap(functional_call)` runs every member's forward
 and backward at once; the loss is the sum of the members' mean cross-entropies, so member n's
 gradient is exactly its own (∂/∂θₙ of Σₘ Lₘ = ∂Lₙ/∂θₙ). One optimiser over the stacked tensors is
-N optimisers: SGD (momentum, weight decay) and Adadelta are elementwise, and the members share
+N optimisers: SGD (momentum, weight decay), Adadelta and AdamW are elementwise (AdamW's step count is
+shared, as every member takes the same steps), and the members share
 every hyper-parameter and the lr schedule.
 
 Each member keeps what its unbatched `loop.train` would have: its initialisation (the caller

@@ -5,6 +5,7 @@ import dataclasses
 from ..core.checks import check
 
 MAX_EPOCHS = 10_000  # a bound against typos: 1000000000 epochs once had an ETA of 43,024 h
+OPTIMIZERS = ("sgd", "adadelta", "adamw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,7 +14,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 64
-    optimizer: str = "sgd"  # sgd | adadelta
+    optimizer: str = "sgd"  # sgd | adadelta | adamw (ViTs from scratch)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -25,7 +26,7 @@ class TrainConfig:
         check(0 <= self.epochs <= MAX_EPOCHS, f"train.epochs must lie in [0, {MAX_EPOCHS}] (the "
               f"longest preset trains 100), got {self.epochs}")
         check(self.batch_size >= 1, "train.batch_size must be >= 1")
-        check(self.optimizer in ("sgd", "adadelta"), "train.optimizer must be sgd or adadelta")
+        check(self.optimizer in OPTIMIZERS, f"train.optimizer must be one of {', '.join(OPTIMIZERS)}")
         check(self.lr > 0, "train.lr must be > 0")
         check(self.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16")
         check(all(0 < m <= self.epochs for m in self.lr_milestones),
