@@ -32,9 +32,6 @@ NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 
               ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
 # As a 3x3 stencil that is (1/12)·[1,2,1]ᵀ[1,2,1] less 1/3 at the centre: W u = S u / 12 - u / 3,
 # S applied separably by shifted adds (`_smooth`; 3-4x faster than a 1-channel conv2d on the CPU).
-# 1-D cell-centred linear interpolation to a 2x finer grid: a coarse cell gives 3/4 to the two
-# fine cells it covers and 1/4 to their outer neighbours.
-INTERPOLATION = torch.tensor([0.25, 0.75, 0.75, 0.25])
 # The solution is accepted at a relative float64 residual of TOLERANCE / (H·W) (`_solve`): the
 # error is at most |A⁻¹|·|r|, and A's smallest eigenvalue on a hole L pixels wide falls like 1/L²
 # (A ~ -(h²/3)Δ), so the residual must shrink with the holes' area. That is 1.0e-7 at 28x28 and
@@ -43,8 +40,7 @@ TOLERANCE = 8e-5
 INNER_TOLERANCE = 1e-5  # relative residual of each float32 correction
 REFINEMENTS = 4  # float64 residuals at most (2-3 were used in our measurements)
 MAX_ITERATIONS = 500  # per correction
-COARSEST = 4  # grids at most this wide are solved by Jacobi sweeps alone
-COARSE_SWEEPS = 8
+COARSEST = 64  # cells of the coarsest grid at most, solved exactly (dense Cholesky)
 SWEEPS = 2  # Jacobi sweeps before and after each coarse correction
 # Pixels per image from which one V-cycle preconditions CG; below, the Jacobi step does: a V-cycle
 # costs about 20 Jacobi steps, which pays only once holes are wide. Measured with
@@ -59,8 +55,9 @@ IMAGES_PER_SOLVE = 256  # bounds the memory of one solve
 
 
 class _Grid:
-    """One level: which pixels are unknowns (`inside`, float 0/1, [B,1,h,w]), the stencil sums
-    `d` [1,1,h,w], and the coarser level (None at the coarsest)."""
+    """One level: which pixels are unknowns (`inside`, float 0/1, [N,1,h,w], shared by the
+    channels, which the vectors [N,C,h,w] carry), the stencil sums `d` [1,1,h,w], and either the
+    coarser level or, at the coarsest, the Cholesky factor of the level's matrix."""
 
     def __init__(self, inside: Tensor, coarsen: bool = True):
         self.inside = inside
@@ -69,19 +66,29 @@ class _Grid:
         self.inverse = inside / self.d  # D⁻¹ on the unknowns
         # A u = inside·(d u - W u) = inside·(d + 1/3)·u - (inside/12)·S u
         self.diagonal, self.weight = inside * (self.d + 1 / 3), inside / 12
-        self.coarse = None
-        if coarsen and min(h, w) > COARSEST:
-            # a coarse cell is an unknown only when all its fine cells are: a kept pixel keeps its
-            # coarse cell known, so no coarse grid loses the values that pin the solution
-            # (making it an unknown when any fine cell is took 2-3x more iterations)
-            self.coarse = _Grid(-F.max_pool2d(-inside, 2, ceil_mode=True))
+        # a Jacobi sweep e + D⁻¹(r - A e) = D⁻¹r + inside/(12 d)·(S e - 4 e) for e zero off the
+        # unknowns (`jacobi`)
+        self.sweep = self.weight / self.d
+        self.coarse = self.factor = None
+        if coarsen and h * w > COARSEST:
+            self.coarse = _Grid(_coarse_unknowns(inside))
+        elif coarsen:
+            self.factor = self._cholesky()
+
+    def _cholesky(self) -> Tensor:
+        """The level's matrix, dense [N, hw, hw] (the identity on known cells), factorised."""
+        n, _, h, w = self.inside.shape
+        unit = torch.eye(h * w, dtype=self.inside.dtype, device=self.inside.device)
+        columns = self.apply(self.inside * unit.view(1, h * w, h, w)).view(n, h * w, h * w)
+        return torch.linalg.cholesky(columns + torch.diag_embed(1 - self.inside.view(n, h * w)))
 
     def apply(self, u: Tensor) -> Tensor:
         """A u for u zero off the unknowns (every vector of the solver is)."""
         return (self.diagonal * u).addcmul_(self.weight, _smooth(u), value=-1)
 
-    def jacobi(self, e: Tensor, r: Tensor) -> Tensor:
-        return e + self.inverse * (r - self.apply(e))
+    def jacobi(self, e: Tensor, start: Tensor) -> Tensor:
+        """One Jacobi sweep from e; `start` is D⁻¹r, the sweep from 0."""
+        return torch.addcmul(start, self.sweep, _smooth(e).sub_(e, alpha=4))
 
     def precondition(self, r: Tensor) -> Tensor:
         """M⁻¹ r: one V-cycle on a grid with coarser levels, the Jacobi step (diagonal) on one
@@ -89,18 +96,28 @@ class _Grid:
         return self.v_cycle(r) if self.coarse is not None else self.inverse * r
 
     def v_cycle(self, r: Tensor) -> Tensor:
-        """An approximate solution of A e = r: one symmetric V-cycle from e = 0."""
-        e = self.inverse * r
+        """An approximate solution of A e = r: one symmetric V-cycle from e = 0, exact on the
+        coarsest level."""
         if self.coarse is None:
-            for _ in range(COARSE_SWEEPS - 1):
-                e = self.jacobi(e, r)
-            return e
+            n, c, h, w = r.shape
+            e = torch.cholesky_solve(r.reshape(n, c, h * w).mT, self.factor)
+            return self.inside * e.mT.reshape(n, c, h, w)
+        start = self.inverse * r
+        e = start
         for _ in range(SWEEPS - 1):
-            e = self.jacobi(e, r)
-        e = e + self.inside * _prolong(self.coarse.v_cycle(_restrict(r - self.apply(e))), r.shape[2:])
+            e = self.jacobi(e, start)
+        e = e.addcmul_(self.inside, _prolong(self.coarse.v_cycle(_restrict(r - self.apply(e))),
+                                             r.shape[2:]))
         for _ in range(SWEEPS):
-            e = self.jacobi(e, r)
+            e = self.jacobi(e, start)
         return e
+
+
+def _coarse_unknowns(inside: Tensor) -> Tensor:
+    """A coarse cell is an unknown only when all its fine cells are: a kept pixel keeps its
+    coarse cell known, so no coarse grid loses the values that pin the solution (making it an
+    unknown when any fine cell is took 2-3x more iterations)."""
+    return -F.max_pool2d(-inside, 2, ceil_mode=True)
 
 
 def _smooth(u: Tensor) -> Tensor:
@@ -115,29 +132,39 @@ def _neighbours(u: Tensor) -> Tensor:
     return (_smooth(u) / 12).sub_(u, alpha=1 / 3)
 
 
-def _interpolation(u: Tensor) -> Tensor:
-    k = INTERPOLATION.to(u.device, u.dtype)
-    return (k[:, None] * k[None, :]).view(1, 1, 4, 4)
-
-
 def _prolong(e: Tensor, shape: tuple[int, int]) -> Tensor:
     """Bilinear interpolation of coarse e [B,1,h',w'] to the fine grid `shape`; the coarse grid is
     extended by one replicated cell at the image border (where the system has no boundary
     values, so a constant must interpolate to itself)."""
     h, w = shape
-    fine = F.conv_transpose2d(F.pad(e, (1, 1, 1, 1), mode="replicate"), _interpolation(e),
-                              stride=2, padding=1)
-    return fine[:, :, 2:2 + h, 2:2 + w]
+    return _prolong_1d(_prolong_1d(e, 3), 2)[:, :, :h, :w]
+
+
+def _prolong_1d(c: Tensor, dim: int) -> Tensor:
+    """1-D cell-centred linear interpolation along `dim` to twice the cells: fine cell 2i is
+    3/4 c_i + 1/4 c_(i-1), fine cell 2i+1 is 3/4 c_i + 1/4 c_(i+1), c replicated at the ends."""
+    padded = torch.cat([c.narrow(dim, 0, 1), c, c.narrow(dim, -1, 1)], dim)
+    n = c.shape[dim]
+    centre = padded.narrow(dim, 1, n)
+    even = torch.lerp(centre, padded.narrow(dim, 0, n), 0.25)
+    odd = torch.lerp(centre, padded.narrow(dim, 2, n), 0.25)
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
 
 
 def _restrict(r: Tensor) -> Tensor:
     """The transpose of `_prolong` (full weighting, weights summing to 4 per coarse cell)."""
     h, w = r.shape[2:]
-    padded = F.pad(r, (2, 2 + w % 2, 2, 2 + h % 2))
-    c = F.conv2d(padded, _interpolation(r), stride=2, padding=1)
-    # the transpose of replicate padding: each border cell takes back its copy's share
-    c = torch.cat([c[:, :, :, 1:2] + c[:, :, :, :1], c[:, :, :, 2:-2], c[:, :, :, -2:-1] + c[:, :, :, -1:]], 3)
-    return torch.cat([c[:, :, 1:2] + c[:, :, :1], c[:, :, 2:-2], c[:, :, -2:-1] + c[:, :, -1:]], 2)
+    return _restrict_1d(_restrict_1d(F.pad(r, (0, w % 2, 0, h % 2)), 2), 3)
+
+
+def _restrict_1d(f: Tensor, dim: int) -> Tensor:
+    """The transpose of `_prolong_1d` along `dim` (of even length): coarse cell i gathers 3/4 of
+    fine cells 2i and 2i+1 and 1/4 of 2i-1 and 2i+2, the ends taking back their copies' share."""
+    pairs = f.unflatten(dim, (-1, 2))
+    even, odd = pairs.select(dim + 1, 0), pairs.select(dim + 1, 1)
+    below = torch.cat([even.narrow(dim, 0, 1), odd.narrow(dim, 0, odd.shape[dim] - 1)], dim)
+    above = torch.cat([even.narrow(dim, 1, even.shape[dim] - 1), odd.narrow(dim, -1, 1)], dim)
+    return (even + odd).mul_(0.75).add_(below.add_(above), alpha=0.25)
 
 
 def linear_impute(x: Tensor, mask: Tensor) -> Tensor:
@@ -158,29 +185,34 @@ def _solve(x: Tensor, mask: Tensor) -> Tensor:
     size (`MULTIGRID_FROM`). float32 alone stalls near a relative residual of 1e-6 on 224x224
     images with large holes, which leaves errors near 1e-4 of the pixel range."""
     n, c, h, w = x.shape
-    v = x.detach().to(torch.float64).reshape(n * c, 1, h, w)
-    removed = mask.expand(n, c, h, w).reshape(n * c, 1, h, w).to(torch.float32)
+    v = x.detach().to(torch.float64)
+    removed = mask.to(torch.float32)
     everything = removed.flatten(1).all(1)
     grid = _Grid(removed * (~everything).to(torch.float32).view(-1, 1, 1, 1),
                  coarsen=h * w >= MULTIGRID_FROM)
     exact = _Grid(grid.inside.double(), coarsen=False)
     b = exact.inside * _neighbours((1 - exact.inside) * v)
-    stop = TOLERANCE / (h * w) * b.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    stop = TOLERANCE / (h * w) * _norm(b)
     u = torch.zeros_like(b)
     for _ in range(REFINEMENTS):
         r = b - exact.apply(u)
-        r = torch.where(r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) > stop, r, 0)
+        r = torch.where(_norm(r) > stop, r, 0)
         if not bool(r.any()):
             break
-        u = u + _preconditioned_cg(grid, r.float(), stop.flatten().float() / 2).double()
-    mean = v.flatten(1).mean(1).view(-1, 1, 1, 1)
+        u = u + _preconditioned_cg(grid, r.float(), stop.float() / 2).double()
+    mean = v.flatten(2).mean(2)[..., None, None]
     out = torch.where(grid.inside > 0, u, v)
     out = torch.where(everything.view(-1, 1, 1, 1) & (removed > 0), mean, out)
-    return out.reshape(n, c, h, w).to(x.dtype)
+    return out.to(x.dtype)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return torch.linalg.vecdot(a.flatten(1), b.flatten(1)).view(-1, 1, 1, 1)
+    """The inner product of each image and channel, [N,C,1,1]."""
+    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))[..., None, None]
+
+
+def _norm(a: Tensor) -> Tensor:
+    return a.flatten(2).norm(dim=2)[..., None, None]
 
 
 def _preconditioned_cg(grid: _Grid, b: Tensor, floor: Tensor) -> Tensor:
@@ -191,7 +223,7 @@ def _preconditioned_cg(grid: _Grid, b: Tensor, floor: Tensor) -> Tensor:
     r = b - grid.apply(u)
     z = grid.precondition(r)
     p, rz = z, _dot(r, z)
-    stop = torch.maximum(INNER_TOLERANCE * b.flatten(1).norm(dim=1), floor).view(-1, 1, 1, 1) ** 2
+    stop = torch.maximum(INNER_TOLERANCE * _norm(b), floor) ** 2
     for _ in range(MAX_ITERATIONS):
         active = (_dot(r, r) > stop).to(b.dtype)
         if not bool(active.any()):
