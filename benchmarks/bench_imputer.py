@@ -1,7 +1,8 @@
 """ROAD's imputer (removal/imputation.py) with each preconditioner of its conjugate gradients,
 Jacobi and the multigrid V-cycle, on the same images and masks, by image size: where the
 V-cycle starts to pay (`MULTIGRID_FROM`). Connected holes come from a smooth ranking (as MoRF on
-a smooth map), scattered ones from a random ranking; minimum of `--repeats` interleaved runs.
+a smooth map), scattered ones from a random ranking; minimum of `--repeats` interleaved runs
+of the process's CPU time (one thread: what other jobs on a shared CPU take is not counted).
 
     PYTHONPATH=src python benchmarks/bench_imputer.py [--rows 32] [--sizes 28,48,64,96,128]
 """

@@ -138,7 +138,8 @@ def test_prolongation_is_linear_interpolation_and_restriction_its_transpose():
         fine = torch.rand(2, 3, h, w, generator=g, dtype=torch.float64)
         prolonged = _prolong(coarse, (h, w)) / 16
         # R = Pᵀ, so that the V-cycle is symmetric: <P c, f> = <c, R f>
-        assert (prolonged * fine).sum().item() == pytest.approx((coarse * _restrict(fine)).sum().item(),
+        restricted = _restrict(fine)
+        assert (prolonged * fine).sum().item() == pytest.approx((coarse * restricted).sum().item(),
                                                                rel=1e-12)
         # coarse cell i is centred at fine position 2i + 1/2: a ramp is interpolated exactly
         # away from the border (cells 1 .. 2m-2), a constant everywhere

@@ -19,20 +19,23 @@ by at least 3x; one sweep each way needed 4-5x more iterations), full-weighting 
 and bilinear prolongation P = Rᵀ between cell-centred grids, the same stencil re-discretised on
 each coarse grid (a 2x coarser grid scales A by 4, which R's weights sum to, so no extra factor),
 a coarse cell an unknown only where all its fine cells are, and the coarsest grid (at most
-COARSEST cells) solved exactly by a dense Cholesky factorisation (Jacobi sweeps there cost 40%
-more iterations). The V-cycle is a fixed symmetric positive definite operator, so it is a valid
-preconditioner for CG (Saad, "Iterative Methods for Sparse Linear Systems", 2nd ed., §9.2).
+COARSEST cells) solved exactly by a dense Cholesky factorisation (8 Jacobi sweeps on a grid at
+most 4 or 8 wide took 23 or 17 V-cycles at 224 px, 90% removed, where this takes 14). The
+V-cycle is a fixed symmetric positive definite operator (tests/test_imputation.py checks it), so
+it is a valid preconditioner for CG (Saad, "Iterative Methods for Sparse Linear Systems", 2nd
+ed., §9.2).
 
-Measured at 224x224, 90% removed in connected holes, 2 images x 3 channels, one thread, process
-time, min of 3, on a 2-core CPU shared with other jobs (`benchmarks/bench_metrics.py --small
---imputer` prints the same comparison): 14 V-cycles for a float64 relative residual of
-1.6e-9 (the old design: 23), 0.26 s against 1.1 s for scipy's spsolve per image (4.3x; the old
-design 0.80 s, 1.4x), largest difference 3.5e-8 of the [0, 1] range. The iterations no longer
-grow (11-12 V-cycles for a relative residual of 1e-6 at 32, 96 and 224 px); what is left is the
-cost of one V-cycle, 10-18 ms on 2x3x224x224: about 30 memory-bound elementwise passes of eager
-PyTorch over the fine grid (each 2-4x slower inside the cycle than alone, on this shared CPU),
-against SuperLU's cache-friendly factorisation. The old design lost most of its time in
-`conv_transpose2d` (18 ms of a 45-ms V-cycle), which the shifted-slice transfers replace.
+Measured at 224x224, 90% removed in connected holes, 2 images x 3 channels, one thread, CPU time,
+min of 3, on a 2-core CPU shared with other jobs (`benchmarks/bench_metrics.py --small
+--imputer`): 14 V-cycles for a float64 relative residual of 1.6e-9 (the previous design: 23),
+0.28 s against 1.16 s for scipy's spsolve per image, 4.2x (the previous design: 1.03 s against
+1.29 s, 1.3x), largest difference 3.5e-8 of the [0, 1] range. The iterations do not grow
+with the holes (11-12 V-cycles for a relative residual of 1e-6 at 32, 96 and 224 px, as in the
+previous design); what is left is the cost of one V-cycle, 10-18 ms on 2x3x224x224: about 30
+memory-bound elementwise passes of eager PyTorch over the fine grid (each 2-4x slower inside the
+cycle than alone, on this shared CPU), against SuperLU's cache-friendly factorisation. The
+previous design lost most of its time in `conv_transpose2d` (18 ms of a 45-ms V-cycle), which
+the shifted-slice transfers replace.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def _neighbours(u: Tensor) -> Tensor:
 def _prolong(e: Tensor, shape: tuple[int, int]) -> Tensor:
     """16·P e: coarse e [N,C,h',w'] on the fine grid `shape` (the caller scales by 1/16)."""
     h, w = shape
-    repeated = F.interpolate(e, scale_factor=2, mode="nearest")  # 3x faster than expand/reshape
+    repeated = F.interpolate(e, scale_factor=2, mode="nearest")  # 2x faster than expand/reshape
     return _smooth(repeated, "replicate")[:, :, :h, :w]
 
 
