@@ -1,7 +1,8 @@
 """ROAD's imputer (removal/imputation.py) with each preconditioner of its conjugate gradients,
 Jacobi and the multigrid V-cycle, on the same images and masks, by image size: where the
 V-cycle starts to pay (`MULTIGRID_FROM`). Connected holes come from a smooth ranking (as MoRF on
-a smooth map), scattered ones from a random ranking; minimum of `--repeats` interleaved runs.
+a smooth map), scattered ones from a random ranking; minimum of `--repeats` interleaved runs
+of the process's CPU time (one thread: what other jobs on a shared CPU take is not counted).
 
     PYTHONPATH=src python benchmarks/bench_imputer.py [--rows 32] [--sizes 28,48,64,96,128]
 """
@@ -42,9 +43,9 @@ def main():
                 for _ in range(args.repeats):
                     for name, start in PRECONDITIONERS.items():
                         imputation.MULTIGRID_FROM = start
-                        t = time.perf_counter()
+                        t = time.process_time()
                         imputation.linear_impute(x, mask)
-                        best[name] = min(best[name], time.perf_counter() - t)
+                        best[name] = min(best[name], time.process_time() - t)
                 print(f"{size:4d} px, {holes} holes, {percent}% removed: Jacobi "
                       f"{best['jacobi'] * 1e3:.1f} ms, multigrid {best['multigrid'] * 1e3:.1f} ms,"
                       f" multigrid / Jacobi {best['multigrid'] / best['jacobi']:.2f}")

@@ -15,8 +15,6 @@ from saliencylab.removal import (
     fill,
     fill_uniform_in_range,
     insertion,
-    linear_impute,
-    noisy_linear_impute,
     rank_pixels,
     removal_mask,
     road,
@@ -100,97 +98,6 @@ def test_uniform_image_fill_draws_within_the_whole_images_range():
     assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
 
 
-def test_linear_imputation_matches_the_hand_solved_system():
-    # 3x3 image, kept pixels 6 except the top-right 18; the centre X and its right neighbour Y
-    # are removed. ROAD's weights: 1/6 for edge neighbours, 1/12 for diagonal ones.
-    # X (8 neighbours, weights sum 1): X = 6 + Y/6.
-    # Y (5 in-image neighbours, weights sum 2/3): Y = (6/12 + 18/6 + X/6 + 6/12 + 6/6) * 3/2
-    #   = 7.5 + X/4.  So X = 6 + 1.25 + X/24 -> X = 174/23, Y = 216/23.
-    x = torch.full((1, 1, 3, 3), 6.0)
-    x[0, 0, 0, 2] = 18.0
-    mask = torch.zeros(1, 1, 3, 3, dtype=torch.bool)
-    mask[0, 0, 1, 1] = mask[0, 0, 1, 2] = True
-    out = linear_impute(x, mask)
-    assert out[0, 0, 1, 1].item() == pytest.approx(174 / 23, abs=1e-4)
-    assert out[0, 0, 1, 2].item() == pytest.approx(216 / 23, abs=1e-4)
-    assert torch.equal(out[~mask.expand_as(x)], x[~mask.expand_as(x)])
-
-
-def test_noisy_linear_imputation_adds_noise_of_the_given_std_to_removed_pixels_only():
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(64, 1, 12, 12, generator=g) * 255
-    mask = torch.rand(64, 1, 12, 12, generator=g) < 0.5
-    clean = linear_impute(x, mask)
-    noisy = noisy_linear_impute(x, mask, noise_std=2.55, generator=g)
-    diff = (noisy - clean)[mask.expand_as(x)]
-    assert diff.std().item() == pytest.approx(2.55, rel=0.05)
-    assert torch.equal(noisy[~mask.expand_as(x)], x[~mask.expand_as(x)])
-
-
-def scipy_impute(image, removed):
-    """ROAD's system for one image [C,H,W] (float64 numpy), removed [H,W] bool, built pixel by
-    pixel as road/imputations.py 118-171 does and solved with spsolve (line 186)."""
-    import numpy as np
-    from scipy.sparse import lil_matrix
-    from scipy.sparse.linalg import spsolve
-
-    from saliencylab.removal.imputation import NEIGHBOURS
-
-    c, h, w = image.shape
-    unknown = [(r, k) for r in range(h) for k in range(w) if removed[r, k]]
-    index = {p: i for i, p in enumerate(unknown)}
-    A, b = lil_matrix((len(unknown), len(unknown))), np.zeros((len(unknown), c))
-    for i, (r, k) in enumerate(unknown):
-        for (dr, dk), weight in NEIGHBOURS:
-            rr, kk = r + dr, k + dk
-            if 0 <= rr < h and 0 <= kk < w:
-                A[i, i] += weight
-                if (rr, kk) in index:
-                    A[i, index[(rr, kk)]] -= weight
-                else:
-                    b[i] += weight * image[:, rr, kk]
-    out = image.copy()
-    solution = spsolve(A.tocsc(), b).reshape(len(unknown), c)
-    for i, (r, k) in enumerate(unknown):
-        out[:, r, k] = solution[i]
-    return out
-
-
-def smooth_ranking(n, shape, generator):
-    """A ranking from a smooth random map, so that removing its top x% leaves connected holes
-    (as MoRF on a smooth saliency map does)."""
-    coarse = torch.randn(n, 1, 6, 6, generator=generator)  # holes scale with the image
-    field = torch.nn.functional.interpolate(coarse, size=shape, mode="bicubic", align_corners=False)
-    return rank_pixels(field, signed=True)
-
-
-@pytest.mark.parametrize("percent", [10, 20, 30, 40, 50, 60, 70, 80, 90, 99])
-@pytest.mark.parametrize("holes", ["connected", "scattered"])
-@pytest.mark.parametrize("multigrid_from", [0, 10 ** 9], ids=["multigrid", "jacobi"])
-def test_linear_imputation_agrees_with_scipys_spsolve_to_1e_5_of_the_range(percent, holes,
-                                                                           multigrid_from,
-                                                                           monkeypatch):
-    from saliencylab.removal import imputation
-
-    monkeypatch.setattr(imputation, "MULTIGRID_FROM", multigrid_from)  # each preconditioner
-    g = torch.Generator().manual_seed(percent)
-    x = torch.rand(3, 3, 24, 20, generator=g) * 255
-    order = (smooth_ranking(3, (24, 20), g) if holes == "connected" else
-             torch.stack([torch.randperm(480, generator=g) for _ in range(3)]))
-    mask = removal_mask(order, percent, (24, 20))
-    out = linear_impute(x, mask).double().numpy()
-    for n in range(3):
-        reference = scipy_impute(x[n].double().numpy(), mask[n, 0].numpy())
-        # the goal is 1e-5 of the [0, 1] range; the claim in docs/protocols.md is 1e-6
-        assert abs(out[n] - reference).max() / 255 <= 1e-6
-
-
-def test_linear_imputation_of_a_fully_removed_image_is_its_mean():
-    x = torch.arange(16, dtype=torch.float).view(1, 1, 4, 4)
-    out = linear_impute(x, torch.ones(1, 1, 4, 4, dtype=torch.bool))
-    assert torch.allclose(out, torch.full_like(x, 7.5))
-
-
 def test_auc_over_a_range():
     assert auc([0, 0.5, 1], [100, 50, 10]) == pytest.approx(0.5 * 75 + 0.5 * 30)
     assert auc([0, 1], [100, 100]) == pytest.approx(100)
@@ -247,40 +154,6 @@ def test_deletion_and_insertion_reward_a_map_marking_the_block():
     assert insertion(model, x, y, SPEC, ours)[1].mean() > insertion(model, x, y, SPEC, other)[1].mean() + 0.03
     black = insertion(model, x, y, SPEC, ours, canvas="black")[1]
     assert black.mean() > insertion(model, x, y, SPEC, other, canvas="black")[1].mean() + 0.1
-
-
-def test_the_imputers_iterations_do_not_grow_with_the_holes(monkeypatch):
-    from saliencylab.removal import imputation
-
-    cycles = {}
-    original = imputation._Grid.v_cycle
-
-    def counted(grid, r):
-        cycles[r.shape[-1]] = cycles.get(r.shape[-1], 0) + 1
-        return original(grid, r)
-
-    monkeypatch.setattr(imputation._Grid, "v_cycle", counted)
-    monkeypatch.setattr(imputation, "MULTIGRID_FROM", 0)  # the V-cycle at both sizes
-    g = torch.Generator().manual_seed(0)
-    for size in (16, 128):  # holes 8x wider at 128
-        x = torch.rand(2, 1, size, size, generator=g) * 255
-        linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
-    # plain Jacobi CG needed about 7x more iterations at 128 than at 16 (25 vs 180)
-    assert cycles[128] <= cycles[16] + 6, cycles
-
-
-def test_the_imputer_uses_the_v_cycle_only_from_the_measured_crossover(monkeypatch):
-    from saliencylab.removal import imputation
-
-    sizes = []
-    original = imputation._Grid.v_cycle
-    monkeypatch.setattr(imputation._Grid, "v_cycle",
-                        lambda grid, r: sizes.append(r.shape[-1]) or original(grid, r))
-    g = torch.Generator().manual_seed(0)
-    for size in (28, 63, 64):  # MNIST's Jacobi CG is ~2-7x faster than multigrid CG at 28 px
-        x = torch.rand(2, 1, size, size, generator=g) * 255
-        linear_impute(x, removal_mask(smooth_ranking(2, (size, size), g), 90, (size, size)))
-    assert imputation.MULTIGRID_FROM == 64 * 64 and 64 in sizes and set(sizes) <= {64, 32, 16, 8, 4}
 
 
 def test_roads_lerf_removes_the_authors_count():
