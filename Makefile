@@ -28,4 +28,5 @@ bench: setup
 	$(PY) benchmarks/bench_road.py
 	PYTHONPATH=src:benchmarks $(PY) benchmarks/bench_metrics.py
 	PYTHONPATH=src:benchmarks $(PY) benchmarks/bench_mprt.py
+	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_executor.py
