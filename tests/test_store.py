@@ -356,3 +356,25 @@ def test_an_artifact_is_loaded_memory_mapped_and_a_write_stays_in_memory(tmp_pat
         assert str(path) in Path("/proc/self/maps").read_text()
     loaded["rows"][0, 0] = -5
     assert load_verified(path, tmp_path, spec)["rows"][0, 0] == 0
+
+
+def test_a_scratch_tensor_lives_in_a_file_of_the_run_and_is_gone_after(tmp_path):
+    """issue 16: ROAR writes each ranking into a memory-mapped file beside its artifact, so no
+    split's ranking is held in memory; the file is removed afterwards (and, after a kill, as a
+    stale temporary)."""
+    store = RunStore(tmp_path, "held", roar.RoarConfig(device="cpu"))
+    try:
+        with store.scratch("ranking-gradient", (300, 64), torch.int16) as rows:
+            (file,) = store.artifact("ranking-gradient").parent.glob(".ranking-gradient.*.tmp")
+            assert file.stat().st_size == 300 * 64 * 2
+            rows[7] = torch.arange(64)
+            if Path("/proc/self/maps").exists():
+                assert str(file) in Path("/proc/self/maps").read_text()
+            assert torch.equal(torch.from_file(str(file), size=300 * 64,
+                                               dtype=torch.int16).view(300, 64)[7],
+                               torch.arange(64, dtype=torch.int16))
+        assert not file.exists()
+        with store.scratch("ranking-gradient", (0, 64), torch.int16) as empty:
+            assert empty.shape == (0, 64)
+    finally:
+        store.close()

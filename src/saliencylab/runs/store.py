@@ -20,8 +20,11 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from ..core.contents import brief, problem
 from ..core.errors import UserError
@@ -249,6 +252,27 @@ class RunStore:
     # artifacts ---------------------------------------------------------------------------
     def artifact(self, name: str) -> Path:
         return paths.artifact(self.dir, name)
+
+    @contextmanager
+    def scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype):
+        """A tensor of `shape` memory-mapped from a temporary file beside artifact `name`
+        (`.NAME.xxxx.tmp`: deleted on exit, or as a stale temporary when the run resumes after
+        a kill), for an artifact larger than memory that is written in pieces, then saved."""
+        count = 1
+        for size in shape:
+            count *= size
+        if count == 0:
+            yield torch.empty(shape, dtype=dtype)
+            return
+        folder = self.artifact(name).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        try:
+            os.ftruncate(fd, count * dtype.itemsize)
+            os.close(fd)
+            yield torch.from_file(path, shared=True, size=count, dtype=dtype).view(shape)
+        finally:
+            Path(path).unlink(missing_ok=True)
 
     def save_tensor(self, name: str, obj) -> None:
         """Store artifact `name`; a damaged file in its place is quarantined first, not lost."""

@@ -187,24 +187,27 @@ def compute_rankings(config: RoarConfig, ds, model, store: RunStore) -> None:
             continue
         explainer = attribution.make_method(method, config.attribution,
                                             black=ds.spec.black(ds.x_train.device))
-        store.save_tensor(name, {split: rank_split(config, explainer, model, x, y, ds.spec,
-                                                   f"{method} ({split})")
-                                 for split, x, y in (("train", ds.x_train, ds.y_train),
-                                                     ("test", ds.x_test, ds.y_test))})
+        pixels = ds.spec.shape[1] * ds.spec.shape[2]
+        with (store.scratch(name, (len(ds.x_train), pixels), ranking_dtype(pixels)) as train,
+              store.scratch(name, (len(ds.x_test), pixels), ranking_dtype(pixels)) as test):
+            for split, rows, x, y in (("train", train, ds.x_train, ds.y_train),
+                                      ("test", test, ds.x_test, ds.y_test)):
+                rank_split(config, explainer, model, x, y, ds.spec, rows, f"{method} ({split})")
+            store.save_tensor(name, {"train": train, "test": test})
 
 
-def rank_split(config: RoarConfig, explainer, model, x, y, spec, desc: str) -> torch.Tensor:
-    """The pixel ranking of every image of `x` [N, H·W] (on the CPU), attributed and ranked one
-    batch of `attribution_batch` images at a time: one batch's float maps at most are held."""
-    size, pixels = config.attribution_batch, x.shape[2] * x.shape[3]
-    rows = torch.empty(len(x), pixels, dtype=ranking_dtype(pixels))
+def rank_split(config: RoarConfig, explainer, model, x, y, spec, rows: torch.Tensor,
+               desc: str) -> None:
+    """Write the pixel ranking of every image of `x` into `rows` [N, H·W] (on the CPU; a file
+    of the run, so that no split's ranking is held in memory), attributed and ranked one batch
+    of `attribution_batch` images at a time: one batch's float maps at most are held."""
+    size = config.attribution_batch
     for i in steps(range(0, len(x), size), desc, unit="batch", each=False):
         xb, yb = x[i:i + size], y[i:i + size]
         target = yb if config.target == "label" else predict(model, xb, spec).argmax(1)
         maps = attribution.attribute_dataset(explainer, model, xb, target, spec, batch_size=size,
                                              progress=False)
         rows[i:i + size] = rank_pixels(maps).cpu()
-    return rows
 
 
 # another ROAR run, read by evaluate's roar metric ---------------------------------------------
