@@ -222,11 +222,14 @@ def main():
     parser.add_argument("--small", action="store_true", help="100 and 4 images: a few minutes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--imputer", action="store_true", help="only the imputer line")
+    parser.add_argument("--n224", type=int, default=None,
+                        help="images of the 224-px setting (default 64; 4 with --small)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.imputer:
         return bench_imputer(4 if not args.small else 2)
     n28, n224, ref28, ref224 = (100, 4, 20, 1) if args.small else (1000, 64, 100, 2)
+    n224 = args.n224 or n224
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU")
     torch.manual_seed(0)
     ds = data.load_dataset("mnist", args.data_dir, progress=False).subset(None, n28)
