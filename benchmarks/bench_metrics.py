@@ -17,7 +17,7 @@ Settings: lenet on MNIST (28 px, 1,000 test images) and a ResNet-18-style model 
 (3x224x224, 64 random smooth images, untrained: only time counts). Deletion/insertion step: one
 row at 28 px; 1,792 pixels (RISE's batch setting, 224·8, 29 points) at 224 px.
 
-    PYTHONPATH=src python benchmarks/bench_metrics.py --data-dir ../shared/data [--small]
+    PYTHONPATH=src python benchmarks/bench_metrics.py --data-dir ../shared/data [--small] [--n224 N]
         [--threads 1] [--device cpu] [--imputer]
 """
 
