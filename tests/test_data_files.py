@@ -3,9 +3,8 @@ sizes, splits), `npz:FILE` (both layouts), the memory-mapped cache, and one line
 input, naming the file."""
 
 import json
-from pathlib import Path
-
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest

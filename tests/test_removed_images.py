@@ -4,14 +4,7 @@ import pytest
 import torch
 
 from saliencylab.core.device import generator
-from saliencylab.removal import (
-    FILLS,
-    RANDOM_FILLS,
-    RemovedImages,
-    fill,
-    rank_pixels,
-    removal_mask,
-)
+from saliencylab.removal import FILLS, RANDOM_FILLS, RemovedImages, fill, rank_pixels, removal_mask
 from saliencylab.removal.removed import image_seed
 
 N, SHAPE = 23, (3, 6, 5)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tiny import read_results
 from torch import nn
 
 from saliencylab.attribution import MethodOptions, make_method
@@ -13,7 +14,6 @@ from saliencylab.attribution.attention import captured_attention, relevance, rol
 from saliencylab.attribution.tokens import to_grid
 from saliencylab.core.errors import NotApplicable, UserError
 from saliencylab.models.vit import DeiT, VitConfig
-from tiny import read_results
 
 A1 = torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]])
 A2 = torch.tensor([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4], [0.25, 0.25, 0.5]])

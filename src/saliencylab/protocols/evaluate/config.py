@@ -9,8 +9,8 @@ from ...attribution import MethodOptions
 from ...core.checks import added, check, check_choice, check_count, check_unique
 from ...data import DataOptions
 from ...evaluation.measure import check_selection
-from ...models.vit import VitConfig
 from ...evaluation.settings import Settings
+from ...models.vit import VitConfig
 from ...runs.config import RunOptions
 from ...training.config import TrainConfig
 
