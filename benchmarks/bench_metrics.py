@@ -83,8 +83,10 @@ def seconds(work, repeats=1):
 
 
 @torch.no_grad()
+@torch.no_grad()
 def floor(model, x, spec, rows):
-    """Bare forwards of `rows` images in batches of BATCH, on copies of x's images."""
+    """Bare forwards of `rows` images in batches of BATCH, on copies of x's images, without
+    autograd, as the metrics run them."""
     for a in range(0, rows, BATCH):
         idx = torch.arange(a, min(rows, a + BATCH)) % len(x)
         model(spec.normalize(x[idx].float()))
