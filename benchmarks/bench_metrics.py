@@ -35,6 +35,7 @@ from torch import nn
 from saliencylab import data
 from saliencylab.attribution import make_method
 from saliencylab.data import DataSpec
+from saliencylab.data.batches import prepare_batch
 from saliencylab.models.registry import build_model
 from saliencylab.removal import deletion, insertion, linear_impute, rank_pixels, road, road_order
 from saliencylab.removal.imputation import NEIGHBOURS
@@ -85,11 +86,11 @@ def seconds(work, repeats=1):
 @torch.no_grad()
 @torch.no_grad()
 def floor(model, x, spec, rows):
-    """Bare forwards of `rows` images in batches of BATCH, on copies of x's images, without
-    autograd, as the metrics run them."""
+    """Bare forwards of `rows` images in batches of BATCH, on copies of x's images, as the
+    metrics run them: without autograd, normalised in channels_last (`prepare_batch`)."""
     for a in range(0, rows, BATCH):
         idx = torch.arange(a, min(rows, a + BATCH)) % len(x)
-        model(spec.normalize(x[idx].float()))
+        model(prepare_batch(x[idx], spec))
 
 
 def authors_road(model, x, spec, order, images):
