@@ -59,6 +59,12 @@ def _stored(archive: zipfile.ZipFile, path: Path, key: str) -> Stored:
     return Stored(path, key, tuple(shape), np.dtype(dtype), fortran)
 
 
+def _read(archive: zipfile.ZipFile, key: str) -> np.ndarray:
+    """A small array of the archive (labels, class names), read whole."""
+    with archive.open(key + ".npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def _as_images(x: Stored, path: Path, key: str) -> Stored:
     """NCHW from NHWC, NCHW or NHW: the channel axis is the one of size 1 or 3 (axis 1 first)."""
     if x.dtype != np.uint8:
@@ -108,9 +114,8 @@ def read_npz(path: Path) -> tuple[tuple[str, ...], dict]:
                                 f"np.savez(FILE, x_train=..., y_train=..., x_test=..., y_test=...)")
             arrays = {k: _stored(archive, path, k) for k in ("x_train", "x_test") + MASK_KEYS
                       if k in files}
-        with np.load(path, allow_pickle=False) as archive:
-            arrays.update({k: archive[k] for k in ("y_train", "y_test")})
-            names = archive["classes"] if "classes" in files else None
+            arrays.update({k: _read(archive, k) for k in ("y_train", "y_test")})
+            names = _read(archive, "classes") if "classes" in files else None
     except UserError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

@@ -62,7 +62,7 @@ class RemovedImages:
         index = (torch.arange(*idx.indices(len(self))) if isinstance(idx, slice)
                  else torch.as_tensor(idx).cpu().long())
         assert index.dim() == 1, "index a RemovedImages with a slice or a 1-D set of indices"
-        x = self.images[index.to(self.images.device)].to(self.device)
+        x = self.images[index.to(self.device)]
         mask = removal_mask(self.order[index.to(self.order.device)].to(self.device), self.percent,
                             tuple(self.shape[2:]), self.direction)
         draws = ([generator(self.device, image_seed(self.seed, i)) for i in index.tolist()]

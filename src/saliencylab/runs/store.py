@@ -17,6 +17,7 @@ its checkpoint folder (checkpoints.py). Files get the usual permissions (0666 le
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -258,9 +259,7 @@ class RunStore:
         """A tensor of `shape` memory-mapped from a temporary file beside artifact `name`
         (`.NAME.xxxx.tmp`: deleted on exit, or as a stale temporary when the run resumes after
         a kill), for an artifact larger than memory that is written in pieces, then saved."""
-        count = 1
-        for size in shape:
-            count *= size
+        count = math.prod(shape)
         if count == 0:
             yield torch.empty(shape, dtype=dtype)
             return

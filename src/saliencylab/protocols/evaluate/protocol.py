@@ -76,11 +76,15 @@ def region_proof(model, ds) -> dict:
             "rest_removed": accuracy_without(model, ds.x_test, ds.y_test, ds.spec, ~ds.m_test)}
 
 
+def build(config: EvaluateConfig, spec) -> torch.nn.Module:
+    """`config.model` untrained, for `spec`'s images (deit_tiny with the vit.* keys)."""
+    return models.build_model(config.model, spec.shape, spec.num_classes, config.vit_for_build())
+
+
 def model_for(config: EvaluateConfig, ds, seed: int, progress: bool) -> torch.nn.Module:
     """Your weights, or a model trained here with `train` and `seed`."""
     torch.manual_seed(seed)
-    model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes,
-                               config.vit_for_build())
+    model = build(config, ds.spec)
     if config.model_file:
         return load_weights(model, config.model_file).to(ds.x_test.device).eval()
     model.to(ds.x_test.device)
@@ -95,8 +99,7 @@ def usable(config: EvaluateConfig, ds) -> tuple[tuple[str, ...], tuple[str, ...]
     Returns the methods and metric groups (ROAR aside) that apply to the model, and why the
     others do not (`measure.applicable`)."""
     with torch.random.fork_rng():  # the caller's generator is untouched
-        model = models.build_model(config.model, ds.spec.shape, ds.spec.num_classes,
-                               config.vit_for_build())
+        model = build(config, ds.spec)
     if config.model_file:
         load_weights(model, config.model_file)
     metrics = tuple(m for m in config.metrics if registry.group(m).compute)
